@@ -1,0 +1,74 @@
+# edgeloop: one command to set up, one to see the loop, one to test it.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+LSVENV := .venv-labelstudio
+BIN := $(VENV)/bin
+VAR := $(CURDIR)/var
+
+# Offline switches for every tool we run (see ../shared/PLATFORM_NOTES.md); nothing writes to $HOME.
+export YOLO_CONFIG_DIR := $(VAR)/ultralytics
+export YOLO_OFFLINE := 1
+export YOLO_AUTOINSTALL := 0
+export PREFECT_HOME := $(VAR)/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export ITERATIVE_DO_NOT_TRACK := 1
+export DO_NOT_TRACK := 1
+export MPLCONFIGDIR := $(VAR)/matplotlib
+export XDG_CONFIG_HOME := $(VAR)/xdg/config
+export XDG_CACHE_HOME := $(VAR)/xdg/cache
+export XDG_DATA_HOME := $(VAR)/xdg/data
+
+.PHONY: setup demo test lint bench seed clean help
+
+help:
+	@echo "make setup   create .venv (project, all extras) and .venv-labelstudio; offline settings in var/"
+	@echo "make demo    run the closed loop on this machine"
+	@echo "make test    lint and run the test suite (runs setup when needed)"
+	@echo "make seed    dvc repro: render the seed dataset, train, export and evaluate the seed model"
+	@echo "make bench   run the benchmarks under bench/ (each prints JSON)"
+
+setup: $(VENV)/.deps-ok $(LSVENV)/.ok $(VAR)/.offline-ok
+
+# torch comes from this machine's local wheels through pip (uv cannot see them).
+$(VENV)/.torch-ok:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	touch $@
+
+$(VENV)/.deps-ok: $(VENV)/.torch-ok pyproject.toml
+	$(BIN)/pip install --quiet -e '.[edge,cloud,dev]'
+	$(BIN)/pip check
+	touch $@
+
+# Label Studio's server pins an older Prefect: it lives in its own venv; we talk to it over HTTP.
+$(LSVENV)/.ok:
+	$(PY) -m venv $(LSVENV)
+	$(LSVENV)/bin/pip install --quiet --upgrade pip
+	$(LSVENV)/bin/pip install --quiet 'label-studio==1.23.2'
+	touch $@
+
+$(VAR)/.offline-ok: $(VENV)/.deps-ok scripts/offline_setup.py
+	$(BIN)/python scripts/offline_setup.py --var $(VAR)
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+seed: setup
+	$(BIN)/dvc repro
+
+demo: setup
+	$(BIN)/edgeloop demo
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VAR) .pytest_cache .ruff_cache

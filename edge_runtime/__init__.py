@@ -1,0 +1,1 @@
+"""The device agent: detector, telemetry, sampler, spool, uplink, updater."""

@@ -1,0 +1,69 @@
+"""The `edgeloop` command: one group per deployable, each imported only when it is called.
+
+`edgeloop edge ...` on a device must never import torch, Prefect or Evidently, so the groups are
+looked up by name here and imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+# group name -> (module, attribute, one-line help shown by `edgeloop --help`)
+GROUPS: dict[str, tuple[str, str, str]] = {
+    "sim": ("sim.cli", "sim", "The synthetic production line: scenarios and rendered datasets."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subgroups are imported from their packages only when invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(GROUPS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in GROUPS:
+            return None
+        module, attribute, _ = GROUPS[cmd_name]
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module}.{attribute} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing the groups must not import them: describe them from the table.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, GROUPS[name][2]) for name in sorted(GROUPS)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgeloop")
+def cli() -> None:
+    """edgeloop keeps computer-vision models accurate after they ship to edge devices."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; errors are one line on stderr and a non-zero exit, never a traceback.
+
+    Set EDGELOOP_DEBUG=1 to see the traceback of an unexpected error.
+    """
+    try:
+        cli.main(args=argv, prog_name="edgeloop", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("edgeloop: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        click.echo(f"edgeloop: error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except (ValueError, OSError, LookupError) as error:
+        if os.environ.get("EDGELOOP_DEBUG"):
+            raise
+        click.echo(f"edgeloop: error: {error}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

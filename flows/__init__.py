@@ -1,0 +1,1 @@
+"""Cloud-side Prefect flows and their tasks: drift, labelling, dataset, retrain, release."""

@@ -1,0 +1,1 @@
+"""Entry points of the DVC pipeline's stages (`dvc.yaml`); each reads only its own params."""

@@ -1,0 +1,31 @@
+"""Stage `train`: train YOLO on a dataset spec; writes OUT/best.pt."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from flows.offline import use_offline_environment
+from flows.stages.params import stage_params
+
+KEYS = {"model", "imgsz", "epochs", "batch", "seed", "patience", "threads", "cache", "augment"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--section", default="train", help="params.yaml section to read")
+    parser.add_argument("--data", type=Path, required=True, help="data.yaml of the dataset")
+    parser.add_argument("--out", type=Path, required=True, help="folder for best.pt")
+    parser.add_argument("--var", type=Path, default=Path("var"))
+    args = parser.parse_args()
+    use_offline_environment(args.var)
+    from flows.ultralytics_yolo import TrainSettings, train
+
+    settings = TrainSettings(**stage_params(args.params, args.section, KEYS))
+    best = train(args.data, args.out, settings, args.var / "runs" / args.section)
+    print(f"best weights: {best}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The one module that talks to Ultralytics: train, export to ONNX, validate.
+
+It returns our own types and paths; nothing else in edgeloop imports `ultralytics`. Call
+`flows.offline.use_offline_environment` before using it, so that nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    model: str = "yolo11n.yaml"  # an architecture YAML (trained from scratch) or a .pt to fine-tune
+    imgsz: int = 320
+    epochs: int = 20
+    batch: int = 16
+    seed: int = 0
+    patience: int = 100
+    threads: int = 0  # torch CPU threads; 0 = one per core (Ultralytics would leave one idle)
+    cache: bool = True  # keep decoded images in RAM
+    augment: Mapping[str, Any] = field(default_factory=dict)  # Ultralytics augmentation args
+
+    def __post_init__(self) -> None:
+        for name in ("imgsz", "epochs", "batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train {name} must be >= 1, got {getattr(self, name)}")
+        if self.imgsz % 32:
+            raise ValueError(f"train imgsz must be a multiple of 32, got {self.imgsz}")
+
+
+@dataclass(frozen=True)
+class DetectionMetrics:
+    map50: float
+    map50_95: float
+    ap50_per_class: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"map50": self.map50, "map50_95": self.map50_95,
+                "ap50_per_class": self.ap50_per_class}
+
+
+def _use_all_cores(threads: int) -> None:
+    """Ultralytics keeps one core free for data loading; on a small CPU box that halves speed."""
+    from ultralytics.utils import torch_utils
+
+    torch_utils.NUM_THREADS = threads or os.cpu_count() or 1
+
+
+def train(data_yaml: Path, out_dir: Path, settings: TrainSettings, work_dir: Path) -> Path:
+    """Train on `data_yaml` and copy the best weights to `out_dir/best.pt`; returns that path."""
+    from ultralytics import YOLO
+
+    if not data_yaml.is_file():
+        raise FileNotFoundError(f"dataset spec {data_yaml} does not exist")
+    _use_all_cores(settings.threads)
+    model = YOLO(settings.model, task="detect")
+    model.train(
+        data=str(data_yaml.resolve()),
+        imgsz=settings.imgsz,
+        epochs=settings.epochs,
+        batch=settings.batch,
+        seed=settings.seed,
+        deterministic=True,
+        patience=settings.patience,
+        cache="ram" if settings.cache else False,
+        device="cpu",
+        amp=False,  # the AMP check downloads weights
+        plots=False,
+        project=str(work_dir.resolve()),
+        name="train",
+        exist_ok=True,
+        verbose=False,
+        **dict(settings.augment),
+    )
+    best = Path(model.trainer.best)
+    if not best.is_file():
+        raise RuntimeError(f"training finished without best weights at {best}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "best.pt"
+    shutil.copyfile(best, target)
+    return target
+
+
+def export_onnx(weights: Path, out_path: Path, imgsz: int, dynamic: bool = True) -> Path:
+    """Export `weights` to ONNX (opset and graph cleanup as Ultralytics does) at `out_path`."""
+    from ultralytics import YOLO
+
+    exported = YOLO(str(weights), task="detect").export(
+        format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True, device="cpu", verbose=False
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(exported), out_path)
+    return out_path
+
+
+def evaluate(model_path: Path, data_yaml: Path, imgsz: int, work_dir: Path,
+             split: str = "val") -> DetectionMetrics:
+    """mAP50, mAP50-95 and per-class AP50 of a .pt or .onnx model on one dataset split."""
+    from ultralytics import YOLO
+
+    _use_all_cores(0)
+    model = YOLO(str(model_path), task="detect")
+    result = model.val(
+        data=str(data_yaml.resolve()),
+        split=split,
+        imgsz=imgsz,
+        batch=1 if model_path.suffix == ".onnx" else 16,
+        conf=0.001,
+        iou=0.7,
+        device="cpu",
+        plots=False,
+        project=str(work_dir.resolve()),
+        name="val",
+        exist_ok=True,
+        verbose=False,
+    )
+    names = result.names
+    per_class = {names[int(c)]: float(ap) for c, ap in
+                 zip(result.box.ap_class_index, result.box.ap50, strict=True)}
+    return DetectionMetrics(
+        map50=float(result.box.map50),
+        map50_95=float(result.box.map),
+        ap50_per_class=per_class,
+    )

@@ -1,0 +1,1 @@
+"""The cloud's front door for the fleet: ingest, device registry, releases."""
