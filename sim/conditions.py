@@ -45,10 +45,10 @@ class Conditions:
         """Conditions `severity` of the way from these to `target` (0 = these, 1 = target)."""
         if not 0.0 <= severity <= 1.0:
             raise ValueError(f"severity {severity} is outside [0, 1]")
-        mixed = {
-            f.name: getattr(self, f.name) + severity * (getattr(target, f.name) - getattr(self, f.name))
-            for f in fields(self)
-        }
+        mixed = {}
+        for f in fields(self):
+            start, end = getattr(self, f.name), getattr(target, f.name)
+            mixed[f.name] = start + severity * (end - start)
         return replace(self, **mixed)
 
 

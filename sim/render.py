@@ -56,13 +56,26 @@ class _Part:
 
 def frame_height(width: int) -> int:
     """Frames are 4:3, like most line cameras."""
-    return int(round(width * 0.75))
+    return round(width * 0.75)
+
+
+@dataclass(frozen=True)
+class Scene:
+    image: np.ndarray  # BGR uint8
+    truth: GroundTruth
+    instances: np.ndarray  # uint8 per pixel: 0 = belt, k = the part of the k-th label
 
 
 def render_frame(
     rng: np.random.Generator, conditions: Conditions, width: int
 ) -> tuple[np.ndarray, GroundTruth]:
     """Render one BGR uint8 frame of `width` x 3/4 `width` pixels under `conditions`."""
+    scene = render_scene(rng, conditions, width)
+    return scene.image, scene.truth
+
+
+def render_scene(rng: np.random.Generator, conditions: Conditions, width: int) -> Scene:
+    """Like `render_frame`, and also which part each pixel shows."""
     height = frame_height(width)
     unit = width / REFERENCE_WIDTH
     pad = int(0.3 * width)
@@ -79,8 +92,8 @@ def render_frame(
 
     crop = (slice(pad, pad + height), slice(pad, pad + width))
     frame = _sensor(sensor_rng, image[crop], conditions, unit)
-    truth = _ground_truth(instances[crop], [p for p, _ in parts], width, height)
-    return frame, truth
+    visible, truth = _ground_truth(instances[crop], [p for p, _ in parts], width, height)
+    return Scene(frame, truth, visible)
 
 
 # --- camera and belt -----------------------------------------------------------------------------
@@ -298,7 +311,7 @@ def _body(
         return body - 25 * ring[..., None] + grain[..., None]
     level = rng.uniform(115, 150)
     body = np.full((h, w, 3), level, np.float32) + rng.uniform(-4, 4, 3).astype(np.float32)
-    shaft, head = _bolt_outline(local)
+    _, head = _bolt_outline(local)
     threads = np.zeros((h, w), np.float32)
     axis = np.array([math.cos(local.angle), math.sin(local.angle)])
     normal = np.array([-axis[1], axis[0]]) * local.size * 0.2
@@ -349,7 +362,7 @@ def _sensor(rng: np.random.Generator, scene: np.ndarray, c: Conditions, unit: fl
         image = image * (1 - c.haze) + veil[..., None] * c.haze
     length = (rng.uniform(1, 3) + c.motion_blur) * unit
     if length >= 1.5:
-        size = int(round(length)) | 1
+        size = round(length) | 1
         kernel = np.zeros((1, size), np.float32)
         kernel[0, :] = 1 / size
         image = cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT)
@@ -360,8 +373,12 @@ def _sensor(rng: np.random.Generator, scene: np.ndarray, c: Conditions, unit: fl
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
-def _ground_truth(instances: np.ndarray, parts: list[_Part], width: int, height: int) -> GroundTruth:
+def _ground_truth(
+    instances: np.ndarray, parts: list[_Part], width: int, height: int
+) -> tuple[np.ndarray, GroundTruth]:
+    """Tight boxes of each part's visible pixels; the instance map renumbered to label order."""
     boxes, classes, variant = [], [], []
+    relabelled = np.zeros_like(instances)
     for ident, part in enumerate(parts, start=1):
         ys, xs = np.nonzero(instances == ident)
         if len(xs) == 0:
@@ -369,10 +386,12 @@ def _ground_truth(instances: np.ndarray, parts: list[_Part], width: int, height:
         boxes.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
         classes.append(part.cls)
         variant.append(part.variant)
-    return GroundTruth(
+        relabelled[ys, xs] = len(boxes)
+    truth = GroundTruth(
         boxes=np.array(boxes, np.float32).reshape(-1, 4),
         classes=np.array(classes, np.int64),
         variant=np.array(variant, bool),
         width=width,
         height=height,
     )
+    return relabelled, truth
