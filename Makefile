@@ -62,13 +62,15 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 seed: setup
-	$(BIN)/dvc repro
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
+# Until the closed loop lands (issue 9), the demo shows the synthetic line and its scenarios.
 demo: setup
-	$(BIN)/edgeloop demo
+	$(BIN)/edgeloop sim scenarios
+	$(BIN)/edgeloop sim preview --out var/demo/scenarios.png
 
 bench: setup
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
 	rm -rf $(VAR) .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import cv2
 
 from sim.dataset import render_dataset
 from sim.scenarios import SCENARIOS
@@ -48,3 +49,19 @@ def render(scenario: str, frames: int, seed: int, out: Path, imgsz: int, overwri
     with click.progressbar(length=frames, label=f"rendering {scenario}", file=sys.stderr) as bar:
         spec = render_dataset(out, scenario, frames, seed, imgsz, progress=bar.update)
     click.echo(f"wrote {frames} frames of {scenario} to {out} ({spec.name})")
+
+
+@sim.command()
+@click.option("--out", default=Path("var/demo/scenarios.png"), show_default=True,
+              type=click.Path(path_type=Path, dir_okay=False), help="PNG to write.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--frames", default=4, show_default=True, type=click.IntRange(1, 12),
+              help="Frames per scenario.")
+def preview(out: Path, seed: int, frames: int) -> None:
+    """Write a contact sheet: one row per scenario, ground-truth boxes drawn."""
+    from sim.preview import contact_sheet
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), contact_sheet(seed, frames)):
+        raise click.ClickException(f"could not write {out}")
+    click.echo(f"wrote {out}")
