@@ -14,6 +14,8 @@ import click
 
 # group name -> (module, attribute, one-line help shown by `edgeloop --help`)
 GROUPS: dict[str, tuple[str, str, str]] = {
+    "edge": ("edge_runtime.cli", "edge",
+             "The device agent: ONNX inference, telemetry, sampling, store-and-forward."),
     "sim": ("sim.cli", "sim", "The synthetic production line: scenarios and rendered datasets."),
 }
 

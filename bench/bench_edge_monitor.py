@@ -1,0 +1,36 @@
+"""Monitoring overhead and pipelined throughput of the edge agent with the seed model.
+
+Runs `edgeloop edge bench` at imgsz 320 and 640 and prints one JSON line each. Needs the seed
+model (`make seed` writes models/seed/model.onnx); pass another with --model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=ROOT / "models/seed/model.onnx")
+    parser.add_argument("--frames", type=int, default=300)
+    args = parser.parse_args()
+    if not args.model.is_file():
+        sys.exit(f"bench_edge_monitor: {args.model} is missing; run `make seed` first")
+    edgeloop = Path(sys.executable).parent / "edgeloop"
+    for imgsz in (320, 640):
+        result = subprocess.run(
+            [str(edgeloop), "edge", "bench", "--model", str(args.model), "--imgsz", str(imgsz),
+             "--frames", str(args.frames), "--json"],
+            cwd=ROOT, capture_output=True, text=True, check=True)
+        figures = json.loads(result.stdout)
+        print(json.dumps({"bench": "edge_monitor", **figures}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The device agent's loop: capture, inference, telemetry, sampling and spooling, overlapped.
+
+Capture runs on its own thread ahead of inference; the spool writer and the uplink have their
+own threads too, so the inference thread only runs the model and the per-frame monitor step.
+"""
+
+from __future__ import annotations
+
+import queue
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import cv2
+
+from edge_runtime.contract import DeviceStatus, FrameStats
+from edge_runtime.detector import Detector, Inference
+from edge_runtime.sampling import Sampler, frame_view, to_sample_meta
+from edge_runtime.sources import CapturedFrame
+from edge_runtime.spool import Spool, SpoolWriter
+from edge_runtime.telemetry import UncertaintyBand, frame_stats
+
+FRAME_ID_BLOCK = 1000  # frame ids reserved from the spool at a time (one commit per block)
+CAPTURE_AHEAD = 4  # frames captured ahead of inference
+JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    stats: FrameStats
+    kept: bool  # the sampler kept this frame for labelling
+
+
+class Monitor:
+    """The per-frame work after inference: telemetry, sampling decision, hand-off to the spool."""
+
+    def __init__(self, detector: Detector, sampler: Sampler, writer: SpoolWriter, *,
+                 device_id: str, band: UncertaintyBand) -> None:
+        self.detector, self.sampler, self.writer = detector, sampler, writer
+        self.device_id, self.band = device_id, band
+        self._next_id = 0
+        self._ids_left = 0
+
+    def _frame_id(self) -> int:
+        if not self._ids_left:
+            self._next_id = self.writer.spool.reserve_frame_ids(FRAME_ID_BLOCK)
+            self._ids_left = FRAME_ID_BLOCK
+        self._ids_left -= 1
+        self._next_id += 1
+        return self._next_id - 1
+
+    def __call__(self, frame: CapturedFrame, inference: Inference) -> MonitorResult:
+        info = self.detector.info
+        frame_id = self._frame_id()
+        stats = frame_stats(inference, info.names, device_id=self.device_id,
+                            model_version=info.version, frame_id=frame_id,
+                            captured_at=frame.captured_at, band=self.band)
+        decision = self.sampler.decide(frame_view(inference, info.names), frame.captured_at)
+        self.writer.submit(stats)
+        if decision is not None:
+            ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if ok:
+                meta = to_sample_meta(decision, device_id=self.device_id,
+                                      model_version=info.version, frame_id=frame_id)
+                self.writer.submit_sample(meta, jpeg.tobytes())
+        return MonitorResult(stats, decision is not None)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the agent logs every few seconds."""
+
+    frames: int
+    fps: float
+    infer_ms_p50: float
+    monitor_ms_p50: float
+    kept: int
+    committed: int
+    spool_telemetry: int
+    spool_samples: int
+
+    def line(self) -> str:
+        return (f"frames {self.frames}  {self.fps:.1f} fps  infer p50 {self.infer_ms_p50:.2f} ms"
+                f"  monitor p50 {self.monitor_ms_p50:.3f} ms  kept {self.kept}  "
+                f"committed {self.committed}  spool {self.spool_telemetry} stats / "
+                f"{self.spool_samples} frames")
+
+
+def captured_ahead(frames: Iterable[CapturedFrame], depth: int = CAPTURE_AHEAD
+                   ) -> Iterator[CapturedFrame]:
+    """Read frames on a separate thread so capture overlaps inference."""
+    buffer: queue.Queue[CapturedFrame | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        buffer.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(None)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            buffer.put(error)
+
+    thread = threading.Thread(target=produce, name="capture", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+class Agent:
+    def __init__(self, detector: Detector, monitor: Monitor, spool: Spool) -> None:
+        self.detector, self.monitor, self.spool = detector, monitor, spool
+        self.started = time.monotonic()
+        self.frames = 0
+        self.kept = 0
+        self._infer_ms: deque[float] = deque(maxlen=500)
+        self._monitor_ms: deque[float] = deque(maxlen=500)
+
+    def run(self, frames: Iterable[CapturedFrame], *, max_frames: int | None = None,
+            log: Callable[[Progress], None] | None = None, log_every_s: float = 5.0) -> Progress:
+        window_start, window_frames = time.monotonic(), 0
+        for frame in captured_ahead(frames):
+            t0 = time.perf_counter()
+            inference = self.detector(frame.image)
+            t1 = time.perf_counter()
+            result = self.monitor(frame, inference)
+            t2 = time.perf_counter()
+            self._infer_ms.append((t1 - t0) * 1000)
+            self._monitor_ms.append((t2 - t1) * 1000)
+            self.frames += 1
+            self.kept += result.kept
+            window_frames += 1
+            now = time.monotonic()
+            if log and now - window_start >= log_every_s:
+                log(self.progress(window_frames / (now - window_start)))
+                window_start, window_frames = now, 0
+            if max_frames is not None and self.frames >= max_frames:
+                break
+        elapsed = max(time.monotonic() - window_start, 1e-9)
+        return self.progress(window_frames / elapsed if window_frames else 0.0)
+
+    def progress(self, fps: float) -> Progress:
+        spool = self.spool.stats()
+        return Progress(
+            frames=self.frames,
+            fps=fps,
+            infer_ms_p50=statistics.median(self._infer_ms) if self._infer_ms else 0.0,
+            monitor_ms_p50=statistics.median(self._monitor_ms) if self._monitor_ms else 0.0,
+            kept=self.kept,
+            committed=self.monitor.writer.committed,
+            spool_telemetry=spool.pending_telemetry,
+            spool_samples=spool.pending_samples,
+        )
+
+    def status(self, last_error: str | None = None) -> DeviceStatus:
+        """The heartbeat the uplink sends."""
+        spool = self.spool.stats()
+        dropped = {k: v for k, v in spool.counters.items() if k.startswith(("dropped", "rej"))}
+        dropped.update({f"sampler.{k}": v
+                        for k, v in self.monitor.sampler.counters().as_dict().items()})
+        return DeviceStatus(
+            device_id=self.monitor.device_id,
+            sent_at=datetime.now(UTC),
+            model_version=self.detector.info.version,
+            uptime_s=time.monotonic() - self.started,
+            frames_seen=self.frames,
+            spool_telemetry=spool.pending_telemetry,
+            spool_samples=spool.pending_samples,
+            spool_bytes=spool.bytes,
+            dropped=dropped,
+            last_error=last_error,
+        )

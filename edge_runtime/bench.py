@@ -1,0 +1,75 @@
+"""Measures the agent on this device: inference, the monitoring step, and the pipelined loop."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.agent import Agent, Monitor
+from edge_runtime.detector import Detector
+from edge_runtime.sampling import build_sampler, load_sampling_config
+from edge_runtime.sources import CapturedFrame, open_source
+from edge_runtime.spool import Spool, SpoolWriter
+from edge_runtime.telemetry import UncertaintyBand
+
+WARMUP = 20  # ONNX Runtime needs this many runs before its timings settle
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 4)
+
+
+def run_bench(model: Path, *, imgsz: int, frames: int, threads: int, spool_dir: Path,
+              sampling_path: Path) -> dict[str, object]:
+    detector = Detector(model, imgsz=imgsz, threads=threads)
+    config = load_sampling_config(sampling_path)
+    band = config.uncertain.band if config.uncertain else UncertaintyBand()
+    # Frames from the synthetic line at the network's width, rendered before timing starts.
+    source = open_source("sim:baseline", sim_width=imgsz, sim_name="bench")
+    images = [next(source) for _ in range(min(frames, 100))]
+    spool = Spool(spool_dir / "bench.sqlite")
+    writer = SpoolWriter(spool)
+    monitor = Monitor(detector, build_sampler(config, np.random.default_rng(0)), writer,
+                      device_id="bench", band=band)
+    infer_ms, onnx_ms, monitor_ms = [], [], []
+    for i in range(WARMUP + frames):
+        frame = images[i % len(images)]
+        t0 = time.perf_counter()
+        inference = detector(frame.image)
+        t1 = time.perf_counter()
+        monitor(frame, inference)
+        t2 = time.perf_counter()
+        if i >= WARMUP:
+            infer_ms.append((t1 - t0) * 1000)
+            onnx_ms.append(inference.infer_ms)
+            monitor_ms.append((t2 - t1) * 1000)
+    fps = _pipelined_fps(detector, monitor, spool, images, frames)
+    writer.close()
+    spool.close()
+    infer_p50, monitor_p50 = float(np.median(infer_ms)), float(np.median(monitor_ms))
+    return {
+        "imgsz": imgsz,
+        "frames": frames,
+        "provider": detector.info.providers[0],
+        "frame_size": f"{images[0].image.shape[1]}x{images[0].image.shape[0]}",
+        "infer_ms_p50": round(infer_p50, 4),
+        "infer_ms_p90": _percentile(infer_ms, 90),
+        "onnx_ms_p50": _percentile(onnx_ms, 50),
+        "monitor_ms_p50": round(monitor_p50, 4),
+        "monitor_ms_p90": _percentile(monitor_ms, 90),
+        "monitor_overhead_pct": round(100 * monitor_p50 / infer_p50, 3),
+        "fps": round(fps, 2),
+        "fps_vs_inference_pct": round(100 * fps / (1000 / infer_p50), 1),
+    }
+
+
+def _pipelined_fps(detector: Detector, monitor: Monitor, spool: Spool,
+                   images: list[CapturedFrame], frames: int) -> float:
+    """Frames per second of the whole agent loop (capture thread, inference, monitor, spool)."""
+    agent = Agent(detector, monitor, spool)
+    looped = (images[i % len(images)] for i in range(frames))
+    start = time.perf_counter()
+    agent.run(looped, max_frames=frames)
+    return frames / (time.perf_counter() - start)

@@ -1,0 +1,145 @@
+"""`edgeloop edge`: run the device agent, replay images through its pipeline, benchmark it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edge_runtime.detector import Detector
+
+MODEL = click.option("--model", required=True, type=click.Path(path_type=Path, dir_okay=False),
+                     help="YOLO detection model exported to ONNX.")
+IMGSZ = click.option("--imgsz", type=click.IntRange(min=32), default=None,
+                     help="Network input size (default: the model's own).")
+THREADS = click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+                       help="ONNX Runtime intra-op threads (0 = one per core).")
+
+
+@click.group()
+def edge() -> None:
+    """The device agent: ONNX inference, telemetry, frame sampling, store-and-forward."""
+
+
+@edge.command()
+@MODEL
+@click.option("--source", required=True, type=click.Path(path_type=Path, file_okay=False,
+                                                         exists=True),
+              help="Folder of images to replay.")
+@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Parquet file to write, one FrameStats row per image.")
+@IMGSZ
+@THREADS
+@click.option("--device-id", default="replay", show_default=True,
+              help="Device id written into every row.")
+def replay(model: Path, source: Path, out: Path, imgsz: int | None, threads: int,
+           device_id: str) -> None:
+    """Run the exact device pipeline over an image folder and write its telemetry as Parquet."""
+    from edge_runtime.replay import replay_rows, write_parquet
+    from edge_runtime.sources import open_source
+
+    detector = Detector(model, imgsz=imgsz, threads=threads)
+    frames = open_source(str(source))
+    count = sum(1 for p in source.iterdir() if p.is_file())
+    with click.progressbar(length=count, label="replaying", file=sys.stderr) as bar:
+        rows = replay_rows(detector, frames, device_id=device_id, progress=bar.update)
+    write_parquet(rows, out)
+    click.echo(f"wrote {len(rows)} rows to {out} (model {detector.info.version})")
+
+
+@edge.command()
+@MODEL
+@click.option("--source", required=True,
+              help="Image folder, video file, camera index, rtsp/http URL, or sim:SCENARIO.")
+@click.option("--hub", "hub_url", default=None, help="Hub URL; without it the spool only fills.")
+@click.option("--device-id", default="edge-1", show_default=True)
+@click.option("--token", default=None, envvar="EDGELOOP_DEVICE_TOKEN",
+              help="Device token for the hub (or EDGELOOP_DEVICE_TOKEN).")
+@click.option("--spool", "spool_dir", default=Path("var/spool"), show_default=True,
+              type=click.Path(path_type=Path, file_okay=False), help="Folder of the outbox.")
+@click.option("--spool-mb", default=512, show_default=True, type=click.IntRange(min=1),
+              help="Disk budget of the spool; frames are dropped before statistics.")
+@click.option("--sampling", "sampling_path", default=Path("configs/sampling.yaml"),
+              show_default=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--max-frames", type=click.IntRange(min=1), default=None,
+              help="Stop after this many frames (default: until the source ends).")
+@IMGSZ
+@THREADS
+@click.option("--log-every", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds between progress lines.")
+def run(model: Path, source: str, hub_url: str | None, device_id: str, token: str | None,
+        spool_dir: Path, spool_mb: int, sampling_path: Path, max_frames: int | None,
+        imgsz: int | None, threads: int, log_every: float) -> None:
+    """Run the agent: infer on every frame, log telemetry, keep samples, upload when online."""
+    import numpy as np
+
+    from edge_runtime.agent import Agent, Monitor
+    from edge_runtime.sampling import build_sampler, load_sampling_config
+    from edge_runtime.sources import open_source
+    from edge_runtime.spool import Spool, SpoolBudget, SpoolWriter
+    from edge_runtime.telemetry import UncertaintyBand
+    from edge_runtime.uplink import Uplink, UplinkConfig
+
+    if hub_url and not token:
+        raise click.UsageError("--hub needs --token (or EDGELOOP_DEVICE_TOKEN)")
+    detector = Detector(model, imgsz=imgsz, threads=threads)
+    config = load_sampling_config(sampling_path)
+    frames = open_source(source, sim_name=device_id)
+    spool = Spool(spool_dir / f"{device_id}.sqlite", SpoolBudget(max_bytes=spool_mb * 2**20))
+    writer = SpoolWriter(spool)
+    band = config.uncertain.band if config.uncertain else UncertaintyBand()
+    monitor = Monitor(detector, build_sampler(config, np.random.default_rng()), writer,
+                      device_id=device_id, band=band)
+    agent = Agent(detector, monitor, spool)
+    uplink = None
+    if hub_url and token:
+        uplink = Uplink(spool, UplinkConfig(hub_url=hub_url, device_id=device_id, token=token),
+                        device_status=agent.status)
+        uplink.start()
+    click.echo(f"edge agent {device_id}: model {detector.info.version} "
+               f"({', '.join(detector.info.names)}) on {detector.info.providers[0]}, "
+               f"source {source}, spool {spool.path}", err=True)
+    try:
+        final = agent.run(frames, max_frames=max_frames, log_every_s=log_every,
+                          log=lambda p: click.echo(p.line(), err=True))
+    except KeyboardInterrupt:
+        final = agent.progress(0.0)
+    finally:
+        writer.close()
+        if uplink:
+            uplink.stop(timeout=10)
+            uplink.drain_once()  # what the last seconds logged goes out before we exit
+            uplink.close()
+    click.echo(final.line(), err=True)
+    spool.close()
+
+
+@edge.command()
+@MODEL
+@click.option("--imgsz", type=click.IntRange(min=32), default=640, show_default=True)
+@click.option("--frames", type=click.IntRange(min=10), default=200, show_default=True)
+@THREADS
+@click.option("--sampling", "sampling_path", default=Path("configs/sampling.yaml"),
+              show_default=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench(model: Path, imgsz: int, frames: int, threads: int, sampling_path: Path,
+          as_json: bool) -> None:
+    """Time inference and the monitoring step (telemetry + sampling + spool hand-off).
+
+    infer_ms is the detector call (letterbox, ONNX Runtime, decode, NMS); monitor_ms is what the
+    agent adds per frame; fps is the full agent loop with capture and spooling overlapped.
+    """
+    import json
+    import tempfile
+
+    from edge_runtime.bench import run_bench
+
+    with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as spool_dir:
+        result = run_bench(model, imgsz=imgsz, frames=frames, threads=threads,
+                           spool_dir=Path(spool_dir), sampling_path=sampling_path)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        for key, value in result.items():
+            click.echo(f"{key:>22}: {value}")

@@ -1,0 +1,240 @@
+"""YOLO detection with ONNX Runtime: letterbox, inference, decode and class-aware NMS in numpy.
+
+Pre- and post-processing follow Ultralytics' own (LetterBox, non_max_suppression, scale_boxes)
+so that the device's boxes match what the training side measured.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+PAD_VALUE = 114
+MAX_NMS_CANDIDATES = 30000
+CLASS_OFFSET = 7680.0  # boxes of different classes never overlap after this shift (as Ultralytics)
+PREFERRED_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CoreMLExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+class ModelLoadError(ValueError):
+    """The file is not a YOLO detection model this runtime can run."""
+
+
+class InputSizeError(ValueError):
+    """A requested input size the model cannot take."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    version: str  # from the model's metadata, else a prefix of its sha256
+    names: tuple[str, ...]
+    imgsz: tuple[int, int]  # (height, width) the detector letterboxes to
+    stride: int
+    dynamic: bool  # the graph takes any input size (letterbox to the minimum rectangle)
+    has_embedding: bool
+    providers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into the network input, to map boxes back."""
+
+    gain_x: float
+    gain_y: float
+    pad_x: int
+    pad_y: int
+    width: int  # original image
+    height: int
+    content: tuple[slice, slice]  # rows and columns of the input that hold the image
+
+
+@dataclass(frozen=True)
+class Detections:
+    boxes: np.ndarray  # (n, 4) float32 xyxy in original image pixels
+    scores: np.ndarray  # (n,) float32
+    classes: np.ndarray  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass(frozen=True)
+class Inference:
+    """One frame through the detector, with what telemetry reuses (nothing is recomputed)."""
+
+    detections: Detections
+    tensor: np.ndarray  # (1, 3, H, W) float32 RGB 0..1, the network input
+    letterbox: Letterbox
+    embedding: np.ndarray | None
+    pre_ms: float
+    infer_ms: float
+    post_ms: float
+
+
+def select_providers(available: list[str] | None = None, requested: list[str] | None = None
+                     ) -> list[str]:
+    """The execution providers to use: the requested ones that exist, else the best present."""
+    available = available if available is not None else ort.get_available_providers()
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise ModelLoadError(f"execution providers not available here: {', '.join(missing)} "
+                                 f"(available: {', '.join(available)})")
+        return list(requested)
+    return [p for p in PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
+
+
+def letterbox(image: np.ndarray, shape: tuple[int, int], stride: int, auto: bool
+              ) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad with grey to `shape` (or the minimum stride multiple)."""
+    h0, w0 = image.shape[:2]
+    ratio = min(shape[0] / h0, shape[1] / w0)
+    new_w, new_h = max(round(w0 * ratio), 1), max(round(h0 * ratio), 1)
+    dw, dh = shape[1] - new_w, shape[0] - new_h
+    if auto:
+        dw, dh = dw % stride, dh % stride
+    top, bottom = round(dh / 2 - 0.1), round(dh / 2 + 0.1)
+    left, right = round(dw / 2 - 0.1), round(dw / 2 + 0.1)
+    resized = image if (w0, h0) == (new_w, new_h) else cv2.resize(
+        image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    padded = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                                value=(PAD_VALUE,) * 3)
+    rgb = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB)
+    tensor = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
+    tensor *= 1 / 255
+    box = Letterbox(new_w / w0, new_h / h0, left, top, w0, h0,
+                    (slice(top, top + new_h), slice(left, left + new_w)))
+    return tensor, box
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS over an IoU matrix; returns kept indices, best score first."""
+    order = np.argsort(-scores, kind="stable")
+    boxes = boxes[order]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    iou = inter / (area[:, None] + area[None, :] - inter + 1e-9)
+    suppressed = np.zeros(len(order), bool)
+    keep = []
+    for i in range(len(order)):
+        if not suppressed[i]:
+            keep.append(i)
+            suppressed |= iou[i] > iou_threshold
+    return order[np.array(keep, np.int64)] if keep else np.zeros(0, np.int64)
+
+
+def decode(output: np.ndarray, box: Letterbox, conf: float, iou: float, max_det: int
+           ) -> Detections:
+    """YOLO head output `(1, 4 + nc, n)` (cx, cy, w, h, class scores) to boxes on the image."""
+    pred = output[0]
+    scores_all = pred[4:]
+    classes = scores_all.argmax(axis=0)
+    scores = scores_all[classes, np.arange(pred.shape[1])]
+    chosen = np.flatnonzero(scores > conf)
+    if len(chosen) > MAX_NMS_CANDIDATES:
+        chosen = chosen[np.argsort(-scores[chosen])[:MAX_NMS_CANDIDATES]]
+    cx, cy, w, h = pred[:4, chosen]
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    scores, classes = scores[chosen], classes[chosen]
+    keep = nms(xyxy + (classes * CLASS_OFFSET)[:, None], scores, iou)[:max_det]
+    xyxy, scores, classes = xyxy[keep], scores[keep], classes[keep]
+    xyxy[:, [0, 2]] = ((xyxy[:, [0, 2]] - box.pad_x) / box.gain_x).clip(0, box.width)
+    xyxy[:, [1, 3]] = ((xyxy[:, [1, 3]] - box.pad_y) / box.gain_y).clip(0, box.height)
+    return Detections(xyxy.astype(np.float32), scores.astype(np.float32),
+                      classes.astype(np.int64))
+
+
+def _read_info(session: ort.InferenceSession, path: Path, imgsz: int | None) -> ModelInfo:
+    meta = session.get_modelmeta().custom_metadata_map
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 4:
+        raise ModelLoadError(f"{path} is not a detection model: it needs one NCHW image input")
+    _, _, in_h, in_w = inputs[0].shape
+    dynamic = not (isinstance(in_h, int) and isinstance(in_w, int))
+    try:
+        names_map = ast.literal_eval(meta["names"])
+        names = tuple(str(names_map[i]) for i in range(len(names_map)))
+    except (KeyError, ValueError, SyntaxError) as error:
+        raise ModelLoadError(f"{path} has no readable class names in its metadata") from error
+    stride = int(meta.get("stride", 32))
+    if imgsz is not None:
+        if imgsz % stride or imgsz < stride:
+            raise InputSizeError(f"input size {imgsz} is not a positive multiple of the "
+                                 f"model's stride {stride}")
+        if not dynamic and (imgsz, imgsz) != (in_h, in_w):
+            raise InputSizeError(f"{path} takes only {in_w}x{in_h} input, not {imgsz}")
+        size = (imgsz, imgsz)
+    elif not dynamic:
+        size = (int(in_h), int(in_w))
+    else:
+        size = tuple(ast.literal_eval(meta.get("imgsz", "[640, 640]")))  # type: ignore[assignment]
+    outputs = [o.name for o in session.get_outputs()]
+    shape = session.get_outputs()[0].shape
+    if len(shape) != 3 or (isinstance(shape[1], int) and shape[1] != 4 + len(names)):
+        raise ModelLoadError(f"{path}: first output {shape} is not (1, 4 + {len(names)}, n)")
+    version = meta.get("edgeloop_version") or hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return ModelInfo(path, version, names, size, stride, dynamic, "embedding" in outputs,
+                     tuple(session.get_providers()))
+
+
+class Detector:
+    """A YOLO ONNX model ready to run on frames; thresholds as Ultralytics' predict defaults."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        imgsz: int | None = None,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+        threads: int = 0,
+        providers: list[str] | None = None,
+    ) -> None:
+        if not path.is_file():
+            raise ModelLoadError(f"model file {path} does not exist")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=select_providers(None, providers))
+        except ModelLoadError:
+            raise
+        except Exception as error:  # ORT raises its own untyped errors for unreadable files
+            raise ModelLoadError(f"cannot load {path}: {str(error).splitlines()[0]}") from error
+        self.info = _read_info(self.session, path, imgsz)
+        self.conf, self.iou, self.max_det = conf, iou, max_det
+        self._input = self.session.get_inputs()[0].name
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, image: np.ndarray) -> Inference:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected a BGR uint8 image, got {image.dtype} {image.shape}")
+        t0 = time.perf_counter()
+        tensor, box = letterbox(image, self.info.imgsz, self.info.stride, auto=self.info.dynamic)
+        t1 = time.perf_counter()
+        outputs = self.session.run(self._outputs, {self._input: tensor})
+        t2 = time.perf_counter()
+        detections = decode(outputs[0], box, self.conf, self.iou, self.max_det)
+        embedding = None
+        if self.info.has_embedding:
+            embedding = np.asarray(outputs[self._outputs.index("embedding")], np.float32).ravel()
+        t3 = time.perf_counter()
+        return Inference(detections, tensor, box, embedding,
+                         (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
