@@ -16,6 +16,7 @@ import click
 GROUPS: dict[str, tuple[str, str, str]] = {
     "edge": ("edge_runtime.cli", "edge",
              "The device agent: ONNX inference, telemetry, sampling, store-and-forward."),
+    "hub": ("hub.cli", "hub", "The cloud's front door: serve the fleet API, manage devices."),
     "sim": ("sim.cli", "sim", "The synthetic production line: scenarios and rendered datasets."),
 }
 

@@ -143,3 +143,45 @@ class DeviceStatus(_Record):
     spool_bytes: Annotated[int, Field(ge=0)]
     dropped: dict[Annotated[str, StringConstraints(max_length=64)], Annotated[int, Field(ge=0)]]
     last_error: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class ModelFile(_Record):
+    name: Name  # file name inside the release, e.g. model.onnx
+    sha256: Sha256
+    size: Annotated[int, Field(ge=1)]  # bytes
+
+
+class InputSignature(_Record):
+    """What the model expects, so a device can refuse a model it cannot feed."""
+
+    imgsz: Annotated[int, Field(ge=32, le=4096)]
+    classes: Annotated[list[Annotated[str, StringConstraints(max_length=64)]],
+                       Field(min_length=1, max_length=1000)]
+    preprocessing: Annotated[str, StringConstraints(max_length=200)] = (
+        "letterbox pad 114, BGR->RGB, /255, NCHW float32")
+
+
+class Lineage(_Record):
+    """Where a release came from: anyone can say which data, labels and code produced it."""
+
+    git_commit: Annotated[str, StringConstraints(max_length=64)] = ""
+    dataset_version: Annotated[str, StringConstraints(max_length=200)] = ""  # DVC
+    labelstudio_batches: list[Annotated[str, StringConstraints(max_length=100)]] = []
+    params_hash: Annotated[str, StringConstraints(max_length=64)] = ""
+    parent_release: Name | None = None
+
+
+class ReleaseManifest(_Record):
+    """A model release: what to run, how to check it, and where it came from."""
+
+    release_id: Name
+    version: Annotated[int, Field(ge=1)]  # monotonically increasing per fleet
+    files: Annotated[list[ModelFile], Field(min_length=1, max_length=16)]
+    input: InputSignature
+    metrics: dict[Annotated[str, StringConstraints(max_length=100)], float] = {}
+    lineage: Lineage = Lineage()
+    created_at: Timestamp
+    expires_at: Timestamp | None = None
