@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import cv2
 import numpy as np
@@ -79,7 +80,7 @@ def frame_stats(
     box = inference.letterbox
     image = image_stats(inference.tensor, box.content)
     counts = np.bincount(det.classes, minlength=len(names)) if len(det) else None
-    fields: dict[str, object] = {}
+    fields: dict[str, Any] = {}
     if len(det):
         w = (det.boxes[:, 2] - det.boxes[:, 0]) / box.width
         h = (det.boxes[:, 3] - det.boxes[:, 1]) / box.height

@@ -78,6 +78,8 @@ def train(data_yaml: Path, out_dir: Path, settings: TrainSettings, work_dir: Pat
         verbose=False,
         **dict(settings.augment),
     )
+    if model.trainer is None:
+        raise RuntimeError("Ultralytics returned from training without a trainer")
     best = Path(model.trainer.best)
     if not best.is_file():
         raise RuntimeError(f"training finished without best weights at {best}")

@@ -23,6 +23,7 @@ MAX_PARTS = 6
 MIN_VISIBLE = 0.35  # a part less visible than this (frame edge) is redrawn elsewhere
 MAX_COVERED = 0.2  # a part may hide at most this share of another part
 PLACEMENT_TRIES = 30
+FLANGE = 1.5  # the new variant's flange radius, in hexagon circumradii
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,8 @@ def _belt(
         marks[:, x : x + max(2, int(3 * unit))] -= 22
         for y in range(0, wh, int(18 * unit)):
             cv2.circle(marks, (x + int(unit), y), max(1, int(2 * unit)), 25.0, -1)
-    marks = cv2.GaussianBlur(marks, (0, 0), 0.7 * unit)
-    grey = base + low + fine + ribs + marks
+    blurred = cv2.GaussianBlur(marks, (0, 0), 0.7 * unit)
+    grey = base + low + fine + ribs + blurred
     # Side rails beyond the belt's edges: visible only when the camera moves.
     belt_top, belt_bottom = margin - int(0.1 * height), margin + height + int(0.1 * height)
     grey[:belt_top] = 175 + 0.5 * fine[:belt_top]
@@ -228,7 +229,7 @@ def _footprint(part: _Part, shape: tuple[int, ...], unit: float) -> np.ndarray:
     if part.cls == NUT:
         cv2.fillPoly(mask, [_pts(_polygon(part, part.size, 6))], 255, cv2.LINE_AA, 4)
         if part.variant:  # the flange sticks out beyond the hexagon
-            cv2.circle(mask, tuple(_pts(np.array([x, y]))[0, 0]), int(part.size * 1.22 * 16),
+            cv2.circle(mask, tuple(_pts(np.array([x, y]))[0, 0]), int(part.size * FLANGE * 16),
                        255, -1, cv2.LINE_AA, 4)
     elif part.cls == WASHER:
         cv2.circle(mask, tuple(_pts(np.array([x, y]))[0, 0]), int(part.size * 16), 255, -1,
@@ -261,12 +262,12 @@ def _draw_part(
     box = (slice(y0, y1), slice(x0, x1))
     a = alpha[box]
     offset = np.array([math.cos(light_dir), math.sin(light_dir)]) * 3 * unit
-    shift = np.float32([[1, 0, offset[0]], [0, 1, offset[1]]])
+    shift = np.array([[1, 0, offset[0]], [0, 1, offset[1]]], np.float32)
     shadow = cv2.GaussianBlur(cv2.warpAffine(a, shift, (a.shape[1], a.shape[0])), (0, 0),
                               1.5 * unit)
     patch = image[box] * (1 - 0.45 * shadow[..., None])
 
-    colour = _body(rng, part, a.shape, (x0, y0), unit)
+    colour = _body(rng, part, (a.shape[0], a.shape[1]), (x0, y0), unit)
     # Light falls from one side: a linear gradient across the part.
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     along = ((xx - part.center[0]) * math.cos(light_dir)
@@ -328,20 +329,22 @@ def _brass_nyloc(
     rng: np.random.Generator, local: _Part, centre: tuple[int, int], grain: np.ndarray,
     unit: float,
 ) -> np.ndarray:
-    """The new variant: a flanged nyloc nut in brass, with a brushed finish and a blue insert."""
+    """The new variant: a wide-flanged nyloc nut in brass, brushed, with a white nylon insert
+    that hides the dark bore the seed model learned nuts by."""
     h, w = grain.shape
     brass = np.array([45, 150, 195], np.float32) * rng.uniform(0.85, 1.1)
     body = np.broadcast_to(brass, (h, w, 3)).copy()
     brushed = cv2.blur(rng.normal(0, 14, (h, w)).astype(np.float32), (max(3, int(7 * unit)), 1))
     flange = np.ones((h, w), np.float32)
     cv2.fillPoly(flange, [_pts(_polygon(local, local.size, 6))], 0.0, cv2.LINE_AA, 4)
-    body *= (1 - 0.25 * flange)[..., None]
+    body *= (1 - 0.2 * flange)[..., None]
     insert = np.zeros((h, w), np.float32)
-    cv2.circle(insert, centre, int(local.size * 0.62 * 16), 1.0, -1, cv2.LINE_AA, 4)
-    body = body * (1 - insert[..., None]) + np.array([200, 120, 60], np.float32) * insert[..., None]
+    cv2.circle(insert, centre, int(local.size * 0.72 * 16), 1.0, -1, cv2.LINE_AA, 4)
+    nylon = np.array([225, 220, 205], np.float32)
+    body = body * (1 - insert[..., None]) + nylon * insert[..., None]
     hole = np.zeros((h, w), np.float32)
-    cv2.circle(hole, centre, int(local.size * 0.32 * 16), 1.0, -1, cv2.LINE_AA, 4)
-    body = body * (1 - 0.75 * hole[..., None])
+    cv2.circle(hole, centre, int(local.size * 0.2 * 16), 1.0, -1, cv2.LINE_AA, 4)
+    body = body * (1 - 0.5 * hole[..., None])
     return body + (brushed + grain)[..., None]
 
 
