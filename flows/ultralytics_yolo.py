@@ -45,6 +45,22 @@ class DetectionMetrics:
                 "ap50_per_class": self.ap50_per_class}
 
 
+# Every integration and prompt that could reach the network is switched off.
+QUIET_SETTINGS = {"sync": False, "clearml": False, "comet": False, "dvc": False, "mlflow": False,
+                  "raytune": False, "tensorboard": False, "wandb": False, "vscode_msg": False,
+                  "openvino_msg": False}
+
+
+def quiet_settings(**paths: str) -> None:
+    """Write the offline settings (and optional datasets_dir/runs_dir/weights_dir) to the
+    Ultralytics settings file, only the keys this version knows, only when they differ."""
+    from ultralytics import settings
+
+    wanted = {k: v for k, v in {**QUIET_SETTINGS, **paths}.items() if k in settings}
+    if any(settings.get(k) != v for k, v in wanted.items()):
+        settings.update(wanted)
+
+
 def _use_all_cores(threads: int) -> None:
     """Ultralytics keeps one core free for data loading; on a small CPU box that halves speed."""
     from ultralytics.utils import torch_utils
@@ -58,6 +74,7 @@ def train(data_yaml: Path, out_dir: Path, settings: TrainSettings, work_dir: Pat
 
     if not data_yaml.is_file():
         raise FileNotFoundError(f"dataset spec {data_yaml} does not exist")
+    quiet_settings()
     _use_all_cores(settings.threads)
     model = YOLO(settings.model, task="detect")
     model.train(
@@ -93,6 +110,7 @@ def export_onnx(weights: Path, out_path: Path, imgsz: int, dynamic: bool = True)
     """Export `weights` to ONNX (opset and graph cleanup as Ultralytics does) at `out_path`."""
     from ultralytics import YOLO
 
+    quiet_settings()
     exported = YOLO(str(weights), task="detect").export(
         format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True, device="cpu", verbose=False
     )
@@ -106,6 +124,7 @@ def evaluate(model_path: Path, data_yaml: Path, imgsz: int, work_dir: Path,
     """mAP50, mAP50-95 and per-class AP50 of a .pt or .onnx model on one dataset split."""
     from ultralytics import YOLO
 
+    quiet_settings()
     _use_all_cores(0)
     model = YOLO(str(model_path), task="detect")
     result = model.val(

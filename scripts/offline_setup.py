@@ -15,10 +15,10 @@ def main() -> None:
     use_offline_environment(var)
     for sub in ("prefect", "dvc-remote", "ultralytics"):
         (var / sub).mkdir(parents=True, exist_ok=True)
-    from ultralytics import settings
+    from flows.ultralytics_yolo import quiet_settings
 
-    settings.update({"sync": False, "hub": False, "datasets_dir": str(var / "datasets"),
-                     "runs_dir": str(var / "runs"), "weights_dir": str(var / "weights")})
+    quiet_settings(datasets_dir=str(var / "datasets"), runs_dir=str(var / "runs"),
+                   weights_dir=str(var / "weights"))
     print(f"offline settings written under {var}")
 
 
