@@ -26,6 +26,7 @@ from edge_runtime.telemetry import UncertaintyBand, frame_stats
 
 FRAME_ID_BLOCK = 1000  # frame ids reserved from the spool at a time (one commit per block)
 CAPTURE_AHEAD = 4  # frames captured ahead of inference
+JOIN_TIMEOUT_S = 5.0  # a capture thread finishes its current frame within this
 JPEG_QUALITY = 90
 
 
@@ -120,6 +121,8 @@ def captured_ahead(frames: Iterable[CapturedFrame], depth: int = CAPTURE_AHEAD
             yield item
     finally:
         stop.set()
+        # Wait for the capture thread: one left inside OpenCV at interpreter exit aborts it.
+        thread.join(timeout=JOIN_TIMEOUT_S)
 
 
 class Agent:
