@@ -15,25 +15,37 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import cv2
-
 from edge_runtime.contract import DeviceStatus, FrameStats
-from edge_runtime.detector import Detector, Inference
-from edge_runtime.sampling import Sampler, frame_view, to_sample_meta
+from edge_runtime.detector import Detector, Inference, Prepared
+from edge_runtime.sampling import Sampler, frame_view, thumbnail_hash, to_sample_meta
 from edge_runtime.sources import CapturedFrame
 from edge_runtime.spool import Spool, SpoolWriter
-from edge_runtime.telemetry import UncertaintyBand, frame_stats
+from edge_runtime.telemetry import ImageStats, UncertaintyBand, frame_stats, image_stats
 
 FRAME_ID_BLOCK = 1000  # frame ids reserved from the spool at a time (one commit per block)
 CAPTURE_AHEAD = 4  # frames captured ahead of inference
 JOIN_TIMEOUT_S = 5.0  # a capture thread finishes its current frame within this
-JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class Look:
+    """What the monitor reads from the thumbnail before inference evicts it from the cache."""
+
+    image: ImageStats
+    phash: int
 
 
 @dataclass(frozen=True)
 class MonitorResult:
     stats: FrameStats
     kept: bool  # the sampler kept this frame for labelling
+
+
+@dataclass(frozen=True)
+class Step:
+    result: MonitorResult
+    infer_ms: float  # letterbox, network, decode
+    monitor_ms: float  # thumbnail, telemetry, sampling decision, hand-off to the spool
 
 
 class Monitor:
@@ -54,20 +66,23 @@ class Monitor:
         self._next_id += 1
         return self._next_id - 1
 
-    def __call__(self, frame: CapturedFrame, inference: Inference) -> MonitorResult:
+    @staticmethod
+    def look(prepared: Prepared) -> Look:
+        return Look(image_stats(prepared.thumbnail), thumbnail_hash(prepared.thumbnail))
+
+    def __call__(self, frame: CapturedFrame, inference: Inference, look: Look) -> MonitorResult:
         info = self.detector.info
         frame_id = self._frame_id()
         stats = frame_stats(inference, info.names, device_id=self.device_id,
                             model_version=info.version, frame_id=frame_id,
-                            captured_at=frame.captured_at, band=self.band)
-        decision = self.sampler.decide(frame_view(inference, info.names), frame.captured_at)
+                            captured_at=frame.captured_at, band=self.band, image=look.image)
+        view = frame_view(inference, info.names, look.phash)
+        decision = self.sampler.decide(view, frame.captured_at)
         self.writer.submit(stats)
         if decision is not None:
-            ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            if ok:
-                meta = to_sample_meta(decision, device_id=self.device_id,
-                                      model_version=info.version, frame_id=frame_id)
-                self.writer.submit_sample(meta, jpeg.tobytes())
+            meta = to_sample_meta(decision, device_id=self.device_id,
+                                  model_version=info.version, frame_id=frame_id)
+            self.writer.submit_sample(meta, frame.image)  # JPEG-encoded on the writer's thread
         return MonitorResult(stats, decision is not None)
 
 
@@ -138,13 +153,10 @@ class Agent:
             log: Callable[[Progress], None] | None = None, log_every_s: float = 5.0) -> Progress:
         window_start, window_frames = time.monotonic(), 0
         for frame in captured_ahead(frames):
-            t0 = time.perf_counter()
-            inference = self.detector(frame.image)
-            t1 = time.perf_counter()
-            result = self.monitor(frame, inference)
-            t2 = time.perf_counter()
-            self._infer_ms.append((t1 - t0) * 1000)
-            self._monitor_ms.append((t2 - t1) * 1000)
+            step = self.step(frame)
+            self._infer_ms.append(step.infer_ms)
+            self._monitor_ms.append(step.monitor_ms)
+            result = step.result
             self.frames += 1
             self.kept += result.kept
             window_frames += 1
@@ -156,6 +168,21 @@ class Agent:
                 break
         elapsed = max(time.monotonic() - window_start, 1e-9)
         return self.progress(window_frames / elapsed if window_frames else 0.0)
+
+    def step(self, frame: CapturedFrame) -> Step:
+        """One frame through the detector and the monitor, each timed."""
+        t0 = time.perf_counter()
+        prepared = self.detector.prepare(frame.image)
+        t1 = time.perf_counter()
+        look = self.monitor.look(prepared)
+        t2 = time.perf_counter()
+        inference = self.detector.infer(prepared)
+        t3 = time.perf_counter()
+        result = self.monitor(frame, inference, look)
+        t4 = time.perf_counter()
+        thumb_s = prepared.thumb_ms / 1000  # taken inside prepare, but it is monitoring work
+        return Step(result, 1000 * (t1 - t0 - thumb_s + t3 - t2),
+                    1000 * (thumb_s + t2 - t1 + t4 - t3))
 
     def progress(self, fps: float) -> Progress:
         spool = self.spool.stats()

@@ -33,18 +33,13 @@ def run_bench(model: Path, *, imgsz: int, frames: int, threads: int, spool_dir: 
     writer = SpoolWriter(spool)
     monitor = Monitor(detector, build_sampler(config, np.random.default_rng(0)), writer,
                       device_id="bench", band=band)
-    infer_ms, onnx_ms, monitor_ms = [], [], []
+    agent = Agent(detector, monitor, spool)
+    infer_ms, monitor_ms = [], []
     for i in range(WARMUP + frames):
-        frame = images[i % len(images)]
-        t0 = time.perf_counter()
-        inference = detector(frame.image)
-        t1 = time.perf_counter()
-        monitor(frame, inference)
-        t2 = time.perf_counter()
+        step = agent.step(images[i % len(images)])
         if i >= WARMUP:
-            infer_ms.append((t1 - t0) * 1000)
-            onnx_ms.append(inference.infer_ms)
-            monitor_ms.append((t2 - t1) * 1000)
+            infer_ms.append(step.infer_ms)
+            monitor_ms.append(step.monitor_ms)
     fps = _pipelined_fps(detector, monitor, spool, images, frames)
     writer.close()
     spool.close()
@@ -56,7 +51,6 @@ def run_bench(model: Path, *, imgsz: int, frames: int, threads: int, spool_dir: 
         "frame_size": f"{images[0].image.shape[1]}x{images[0].image.shape[0]}",
         "infer_ms_p50": round(infer_p50, 4),
         "infer_ms_p90": _percentile(infer_ms, 90),
-        "onnx_ms_p50": _percentile(onnx_ms, 50),
         "monitor_ms_p50": round(monitor_p50, 4),
         "monitor_ms_p90": _percentile(monitor_ms, 90),
         "monitor_overhead_pct": round(100 * monitor_p50 / infer_p50, 3),

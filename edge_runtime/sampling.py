@@ -25,8 +25,6 @@ from edge_runtime.telemetry import UncertaintyBand
 PRIORITY = (SamplePolicy.UNCERTAIN, SamplePolicy.RARE_CLASS, SamplePolicy.EMPTY,
             SamplePolicy.RANDOM)
 BUDGET_WINDOW = timedelta(hours=1)
-HASH_GRID = (32, 36)  # rows, columns read from the image; 4 x 4 of them average into a hash cell
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 T = TypeVar("T")
 
 
@@ -286,24 +284,21 @@ class SamplerCounters:
         return counts
 
 
-def perceptual_hash(tensor: np.ndarray, content: tuple[slice, slice]) -> int:
-    """64-bit difference hash (dHash) of the image part of a (1, 3, H, W) RGB 0..1 tensor."""
-    rows, cols = content
-    row_step = max(1, (rows.stop - rows.start) // HASH_GRID[0])
-    col_step = max(1, (cols.stop - cols.start) // HASH_GRID[1])
-    # A coarse grid, copied once: reading every pixel of the input would cost a hundred times more
-    grid = np.array(tensor[0, :, rows.start:rows.stop:row_step, cols.start:cols.stop:col_step])
-    luma = (LUMA @ grid.reshape(3, -1)).reshape(grid.shape[1:])
-    small = cv2.resize(luma, (9, 8), interpolation=cv2.INTER_AREA)
-    bits = small[:, 1:] > small[:, :-1]
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+def thumbnail_hash(thumb: np.ndarray) -> int:
+    """64-bit dHash of the detector's small BGR uint8 thumbnail."""
+    grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA)
+    return int.from_bytes(np.packbits(small[:, 1:] > small[:, :-1]).tobytes(), "big")
 
 
-def frame_view(inference: Inference, names: tuple[str, ...]) -> FrameView:
-    """The sampler's view of one detector result."""
+def frame_view(inference: Inference, names: tuple[str, ...], phash: int | None = None
+               ) -> FrameView:
+    """The sampler's view of one detector result (`phash` if the caller already hashed the
+    thumbnail)."""
     det, box = inference.detections, inference.letterbox
-    return FrameView(det.scores, det.classes, det.boxes, names, box.width, box.height,
-                     perceptual_hash(inference.tensor, box.content), inference.embedding)
+    phash = thumbnail_hash(inference.thumbnail) if phash is None else phash
+    return FrameView(det.scores, det.classes, det.boxes, names, box.width, box.height, phash,
+                     inference.embedding)
 
 
 # --- policy rules: pure functions over one frame's scores and classes ----------------------------

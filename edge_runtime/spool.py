@@ -21,6 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+import cv2
+import numpy as np
 from pydantic import ValidationError
 
 from edge_runtime.contract import FrameStats, SampleMeta
@@ -35,6 +37,7 @@ WAL_SHARE = 1 / 16  # the WAL is checkpointed when it reaches this share of max_
 WAL_MAX_BYTES = 4 * 1024 * 1024  # ...or this size, whichever is smaller
 MAX_RESERVE = 1_000_000  # frame ids handed out by one reserve_frame_ids call
 ROW_OVERHEAD_BYTES = 48  # b-tree cell, index entry and page slack per row, for trim estimates
+JPEG_QUALITY = 90  # frames handed over as arrays are encoded at this quality
 _JPEG_MAGIC = b"\xff\xd8"
 _CORRUPTION_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
 
@@ -436,8 +439,10 @@ class SpoolWriter:
         """Queues one record without blocking; False when it was dropped (queue full)."""
         return self._put(record, SpoolCounter.DROPPED_QUEUE_FULL)
 
-    def submit_sample(self, meta: SampleMeta, jpeg: bytes) -> bool:
-        return self._put((meta, jpeg), SpoolCounter.DROPPED_QUEUE_FULL_SAMPLES)
+    def submit_sample(self, meta: SampleMeta, image: bytes | np.ndarray) -> bool:
+        """Queue a kept frame: JPEG bytes, or a BGR array that this thread encodes, so the
+        inference thread never pays for JPEG compression."""
+        return self._put((meta, image), SpoolCounter.DROPPED_QUEUE_FULL_SAMPLES)
 
     def close(self, timeout: float | None = None) -> None:
         """Commits everything queued, then stops the thread."""
@@ -487,8 +492,13 @@ class SpoolWriter:
             self._committed += len(batch)
         self._persist_drops()
 
-    def _commit_sample(self, meta: SampleMeta, jpeg: bytes) -> None:
-        self.spool.add_sample(meta, jpeg)
+    def _commit_sample(self, meta: SampleMeta, image: bytes | np.ndarray) -> None:
+        if isinstance(image, np.ndarray):
+            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if not ok:
+                raise SpoolError(f"could not encode frame {meta.record_id} as JPEG")
+            image = encoded.tobytes()
+        self.spool.add_sample(meta, image)
         self._committed_samples += 1
 
     def _persist_drops(self) -> None:

@@ -1,7 +1,8 @@
 """Per-frame statistics from what the detector already computed (its input tensor and boxes).
 
-Image statistics are taken on a coarse grid of the network input (about 80 columns), which costs
-microseconds and, unlike full-resolution Laplacian variance, is not dominated by sensor noise.
+Image statistics are taken on the detector's thumbnail (the frame shrunk to 80 pixels across),
+which costs microseconds and, unlike full-resolution Laplacian variance, is not dominated by
+sensor noise.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import numpy as np
 
 from edge_runtime.contract import FrameStats
 from edge_runtime.detector import Inference
-
-GRID_COLUMNS = 80  # image statistics are computed on about this many columns
 
 
 @dataclass(frozen=True)
@@ -40,29 +39,14 @@ class ImageStats:
     saturation: float  # mean HSV saturation, 0..1
 
 
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 weights of R, G, B
-
-
-def image_stats(tensor: np.ndarray, content: tuple[slice, slice]) -> ImageStats:
-    """Statistics of the image part of a (1, 3, H, W) RGB 0..1 tensor (the padding is left out)."""
-    rows, cols = content
-    step = max(1, (cols.stop - cols.start) // GRID_COLUMNS)
-    rgb = np.ascontiguousarray(tensor[0, :, rows.start : rows.stop : step,
-                                      cols.start : cols.stop : step])
-    grid = rgb.shape[1:]
-    flat = rgb.reshape(3, -1)
-    luma = LUMA @ flat
-    n = luma.size
-    mean = float(luma.sum()) / n
-    contrast = max(float(luma @ luma) / n - mean * mean, 0.0) ** 0.5
-    high, low = flat.max(axis=0), flat.min(axis=0)
-    chroma = high - low
-    saturation = float(np.divide(chroma, high, out=np.zeros_like(chroma), where=high > 0).sum())
-    laplacian = cv2.Laplacian(luma.reshape(grid), cv2.CV_32F).ravel()
-    lap_mean = float(laplacian.sum()) / n
-    sharpness = max(float(laplacian @ laplacian) / n - lap_mean * lap_mean, 0.0) * 255 * 255
-    return ImageStats(brightness=mean, contrast=contrast, sharpness=sharpness,
-                      saturation=saturation / n)
+def image_stats(thumb: np.ndarray) -> ImageStats:
+    """Statistics of a small BGR uint8 image (the detector's thumbnail)."""
+    grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)  # Rec. 601 luma
+    mean, std = cv2.meanStdDev(grey)
+    _, lap_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F))
+    saturation = cv2.mean(cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV))[1]
+    return ImageStats(brightness=float(mean[0, 0]) / 255, contrast=float(std[0, 0]) / 255,
+                      sharpness=float(lap_std[0, 0]) ** 2, saturation=saturation / 255)
 
 
 def frame_stats(
@@ -74,11 +58,13 @@ def frame_stats(
     frame_id: int,
     captured_at: datetime,
     band: UncertaintyBand,
+    image: ImageStats | None = None,
 ) -> FrameStats:
-    """One telemetry row for one frame."""
+    """One telemetry row for one frame; `image` if the caller already took the thumbnail's
+    statistics (the agent does, before inference, while the thumbnail is in the CPU cache)."""
     det = inference.detections
     box = inference.letterbox
-    image = image_stats(inference.tensor, box.content)
+    image = image or image_stats(inference.thumbnail)
     counts = np.bincount(det.classes, minlength=len(names)) if len(det) else None
     fields: dict[str, Any] = {}
     if len(det):

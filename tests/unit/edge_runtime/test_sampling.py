@@ -6,11 +6,12 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from edge_runtime.contract import SampleMeta, SamplePolicy
-from edge_runtime.detector import Detections, Inference, Letterbox
+from edge_runtime.detector import Detections, Inference, Letterbox, thumbnail
 from edge_runtime.sampling import (
     DuplicateConfig,
     EmptyPolicyConfig,
@@ -28,7 +29,7 @@ from edge_runtime.sampling import (
     hamming,
     load_sampling_config,
     parse_sampling_config,
-    perceptual_hash,
+    thumbnail_hash,
     to_sample_meta,
     uncertainty,
 )
@@ -280,16 +281,17 @@ def test_capture_time_without_time_zone_is_refused() -> None:
 
 
 def test_frame_view_is_built_from_an_inference() -> None:
-    tensor = scene_tensor(1)
+    image = scene(1)
+    tensor = np.zeros((1, 3, 640, 640), np.float32)
     box = Letterbox(1.0, 1.0, 0, 80, 640, 480, (slice(80, 560), slice(0, 640)))
     detections = Detections(np.array([[0, 0, 64, 48]], np.float32), np.array([0.4], np.float32),
                             np.array([BOLT], np.int64))
-    inference = Inference(detections, tensor, box, None, 1.0, 2.0, 3.0)
+    inference = Inference(detections, tensor, box, thumbnail(image), None, 1.0, 2.0, 3.0, 0.1)
 
     view = frame_view(inference, NAMES)
 
     assert (view.width, view.height, view.names) == (640, 480, NAMES)
-    assert view.phash == perceptual_hash(tensor, box.content)
+    assert view.phash == phash(image)
     assert view.classes.tolist() == [BOLT]
 
 
@@ -363,50 +365,39 @@ def test_config_error_is_a_value_error() -> None:
 # --- perceptual hash -----------------------------------------------------------------------------
 
 def scene(seed: int, height: int = 480, width: int = 640) -> np.ndarray:
-    """A (3, H, W) RGB 0..1 image of coarse random blocks, like parts on a belt at hash scale."""
-    blocks = np.random.default_rng(seed).random((3, height // 40, width // 40), np.float32)
-    return np.kron(blocks, np.ones((40, 40), np.float32))
+    """A BGR uint8 frame of coarse random blocks, like parts on a belt at hash scale."""
+    blocks = np.random.default_rng(seed).integers(0, 256, (height // 40, width // 40, 3))
+    return np.kron(blocks, np.ones((40, 40, 1))).astype(np.uint8)
 
 
-def scene_tensor(seed: int, pad_top: int = 80, side: int = 640) -> np.ndarray:
-    image = scene(seed)
-    tensor = np.full((1, 3, side, side), 114 / 255, np.float32)
-    tensor[0, :, pad_top : pad_top + image.shape[1], : image.shape[2]] = image
-    return tensor
-
-
-CONTENT = (slice(80, 560), slice(0, 640))
+def phash(image: np.ndarray) -> int:
+    return thumbnail_hash(thumbnail(image))
 
 
 def test_perceptual_hash_is_stable_for_the_same_image() -> None:
-    assert perceptual_hash(scene_tensor(1), CONTENT) == perceptual_hash(scene_tensor(1), CONTENT)
+    assert phash(scene(1)) == phash(scene(1))
 
 
-def test_perceptual_hash_ignores_the_letterbox_padding() -> None:
-    unpadded = scene(1)[None]
+def test_perceptual_hash_does_not_depend_on_the_frame_resolution() -> None:
+    half = cv2.resize(scene(1), (320, 240), interpolation=cv2.INTER_AREA)
 
-    assert perceptual_hash(unpadded, (slice(0, 480), slice(0, 640))) == perceptual_hash(
-        scene_tensor(1), CONTENT)
+    assert hamming(phash(half), phash(scene(1))) <= DuplicateConfig().hash_max_distance
 
 
 def test_perceptual_hash_differs_for_different_content() -> None:
-    distance = hamming(perceptual_hash(scene_tensor(1), CONTENT),
-                       perceptual_hash(scene_tensor(2), CONTENT))
-
-    assert distance > 16  # unrelated images differ in about half of the 64 bits
+    assert hamming(phash(scene(1)), phash(scene(2))) > 16  # unrelated: about half of 64 bits
 
 
 def test_perceptual_hash_barely_moves_under_sensor_noise() -> None:
-    clean = scene_tensor(3)
-    noisy = clean + np.random.default_rng(0).normal(0, 0.02, clean.shape).astype(np.float32)
+    clean = scene(3)
+    noise = np.random.default_rng(0).normal(0, 5, clean.shape)
+    noisy = np.clip(clean + noise, 0, 255).astype(np.uint8)
 
-    distance = hamming(perceptual_hash(clean, CONTENT), perceptual_hash(noisy, CONTENT))
-
-    assert distance <= DuplicateConfig().hash_max_distance
+    assert hamming(phash(clean), phash(noisy)) <= DuplicateConfig().hash_max_distance
 
 
 def test_perceptual_hash_is_64_bits() -> None:
-    hashes = [perceptual_hash(scene_tensor(seed), CONTENT) for seed in range(20)]
+    hashes = [phash(scene(seed)) for seed in range(20)]
 
     assert all(0 <= h < 2**64 for h in hashes)
     assert max(hashes).bit_length() > 56  # the high bits are used too
