@@ -1,0 +1,176 @@
+"""The device API (bearer device token): telemetry, samples, heartbeat, assignment, artefacts.
+
+Matches `edge_runtime.uplink`'s wire format. Bodies are read by hand, not by FastAPI, so that
+limits apply while they stream and the contract validates each batch once, straight from JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from edge_runtime.contract import DeviceStatus
+from hub import registry, releases, samples, telemetry
+from hub.app import Hub, hub_of
+from hub.auth import bearer_token
+from hub.blobs import blob_chunks
+from hub.errors import Invalid, UnsupportedMediaType, invalid
+from hub.limits import decode_body
+from hub.models import HeartbeatTaken, SampleStored, TelemetryStored
+from hub.registry import DeviceIdentity
+
+router = APIRouter(tags=["device"])
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # the contract's Name, for path parameters
+PathName = Annotated[str, Path(pattern=NAME_PATTERN)]
+NO_ASSIGNMENT_HEADER = "Edgeloop-Reason"
+# What each refusal means, and what edge_runtime.uplink does about it.
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or unknown token: the device keeps its records, backs off"},
+    403: {"description": "revoked device, or a write as another device: kept, backs off"},
+    404: {"description": "no such release or file"},
+    413: {"description": "body, decompressed body or image over its limit: the device splits"},
+    415: {"description": "unsupported Content-Type, Content-Encoding or image type: dropped"},
+    422: {"description": "schema-invalid records, the offending fields named: dropped"},
+    503: {"description": "database or blob storage busy or down: kept, retried"},
+}
+
+
+def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: REFUSALS[code] for code in codes}
+
+
+def body_doc(model: str, media_type: str = "application/json") -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {
+        media_type: {"schema": {"$ref": f"#/components/schemas/{model}"}}}}}
+
+
+def multipart_doc(fields: dict[str, str], files: dict[str, str]) -> dict[str, Any]:
+    properties: dict[str, Any] = {n: {"type": "string", "description": d}
+                                  for n, d in fields.items()}
+    properties |= {n: {"type": "array", "items": {"type": "string", "format": "binary"},
+                       "description": d} for n, d in files.items()}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": [*fields, *files], "properties": properties}}}}}
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    return Response(model.model_dump_json(), status_code, media_type="application/json")
+
+
+async def authenticated_device(hub: Hub, request: Request) -> DeviceIdentity:
+    token = bearer_token(request.headers.get("authorization"))
+    return await run_in_threadpool(registry.authenticate, hub.db, token)
+
+
+def require_media_type(request: Request, expected: str) -> None:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != expected:
+        raise UnsupportedMediaType(f"Content-Type must be {expected}, "
+                                   f"not {content_type[:60]!r}")
+
+
+@router.post("/v1/telemetry", response_model=TelemetryStored,
+             openapi_extra=body_doc("TelemetryBatch"),
+             responses=refusals(401, 403, 413, 415, 422, 503))
+async def post_telemetry(request: Request) -> Response:
+    """A TelemetryBatch as JSON, gzip-compressed or not. Replays are stored once."""
+    hub = hub_of(request)
+    device = await authenticated_device(hub, request)
+    require_media_type(request, "application/json")
+    body = await request.body()  # capped by BodyLimit while it streams in
+    encoding = request.headers.get("content-encoding")
+    limit = hub.settings.limits.telemetry_json_bytes
+
+    def ingest() -> TelemetryStored:
+        return telemetry.ingest_telemetry(hub.db, device, decode_body(body, encoding, limit))
+
+    return json_response(await run_in_threadpool(ingest))
+
+
+@router.post("/v1/samples", response_model=SampleStored,
+             openapi_extra=multipart_doc({"meta": "SampleMeta JSON"},
+                                         {"image": "JPEG or PNG, <device_id>-<frame_id>.jpg"}),
+             responses=refusals(401, 403, 413, 415, 422, 503))
+async def post_sample(request: Request) -> Response:
+    """multipart/form-data: text field `meta` (SampleMeta JSON) and file field `image`."""
+    hub = hub_of(request)
+    device = await authenticated_device(hub, request)
+    require_media_type(request, "multipart/form-data")
+    limits = hub.settings.limits
+    async with request.form(max_files=1, max_fields=1,
+                            max_part_size=limits.json_body_bytes) as form:
+        meta_field, image = form.get("meta"), form.get("image")
+        if not isinstance(meta_field, str):
+            raise Invalid("the text field 'meta' (SampleMeta JSON) is missing")
+        if not isinstance(image, UploadFile):
+            raise Invalid("the file field 'image' is missing")
+        meta = samples.parse_meta(meta_field)
+        data = await image.read()
+    stored = await run_in_threadpool(samples.ingest_sample, hub.db, hub.blobs, device, meta,
+                                     data, limits)
+    return json_response(stored)
+
+
+@router.post("/v1/heartbeat", response_model=HeartbeatTaken, openapi_extra=body_doc("DeviceStatus"),
+             responses=refusals(401, 403, 413, 415, 422, 503))
+async def post_heartbeat(request: Request) -> Response:
+    """The device's DeviceStatus: what it runs, its spool depth and drop counters."""
+    hub = hub_of(request)
+    device = await authenticated_device(hub, request)
+    require_media_type(request, "application/json")
+    try:
+        status = DeviceStatus.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise invalid(exc, "device status") from None
+    taken = await run_in_threadpool(registry.record_heartbeat, hub.db, device, status)
+    return json_response(taken)
+
+
+@router.get("/v1/assignment", responses={
+    200: {"description": "the ReleaseManifest this device's channel runs",
+          "content": {"application/json": {"schema": {
+              "$ref": "#/components/schemas/ReleaseManifest"}}}},
+    204: {"description": f"no release is assigned (see the {NO_ASSIGNMENT_HEADER} header)"},
+    **refusals(401, 403)})
+async def get_assignment(request: Request) -> Response:
+    hub = hub_of(request)
+    device = await authenticated_device(hub, request)
+    text = await run_in_threadpool(releases.assigned_manifest, hub.db, device.channel)
+    if text is None:
+        return Response(status_code=204, headers={
+            NO_ASSIGNMENT_HEADER: f"no release is assigned to channel {device.channel}"})
+    # Verbatim as published: a signature over the manifest's bytes still verifies.
+    return Response(text, media_type="application/json")
+
+
+@router.get("/v1/releases/{release_id}/model", response_class=StreamingResponse,
+            responses=refusals(401, 403, 404, 503))
+async def get_model(request: Request, release_id: PathName) -> StreamingResponse:
+    """The release's model file (its first .onnx file); device or admin token."""
+    return await _artefact(request, release_id, None)
+
+
+@router.get("/v1/releases/{release_id}/files/{name}", response_class=StreamingResponse,
+            responses=refusals(401, 403, 404, 503))
+async def get_file(request: Request, release_id: PathName, name: PathName) -> StreamingResponse:
+    """One file of a release, by its name in the manifest; device or admin token."""
+    return await _artefact(request, release_id, name)
+
+
+async def _artefact(request: Request, release_id: str, name: str | None) -> StreamingResponse:
+    hub = hub_of(request)
+    token = bearer_token(request.headers.get("authorization"))
+    if not hub.admin.is_admin(token):
+        await run_in_threadpool(registry.authenticate, hub.db, token)
+    file = await run_in_threadpool(releases.artefact, hub.db, release_id, name)
+    # Opened before the answer starts: a missing blob is a 503, not a response cut short.
+    source = await run_in_threadpool(hub.blobs.open, releases.artefact_key(file))
+    return StreamingResponse(blob_chunks(source), media_type="application/octet-stream",
+                             headers={"Content-Length": str(file.size),
+                                      "ETag": f'"{file.sha256}"',
+                                      "Content-Disposition": f'attachment; filename="{file.name}"'})

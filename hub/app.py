@@ -1,0 +1,168 @@
+"""The hub's ASGI app: wiring of settings, database, blobs and the two APIs; and `serve`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy.exc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from edge_runtime.contract import DeviceStatus, ReleaseManifest, SampleMeta, TelemetryBatch
+from hub.auth import AdminGate
+from hub.blobs import BlobStore
+from hub.db import Database
+from hub.errors import HubError
+from hub.limits import BodyLimit
+from hub.settings import HubSettings
+
+log = logging.getLogger("hub")
+# Contract models that the API reads by hand (for speed and limits) but documents in OpenAPI.
+DOCUMENTED_MODELS = (TelemetryBatch, SampleMeta, DeviceStatus, ReleaseManifest)
+
+
+@dataclass(frozen=True)
+class Hub:
+    """What every request handler needs, built once from the settings."""
+
+    settings: HubSettings
+    db: Database
+    blobs: BlobStore
+    admin: AdminGate
+
+    @classmethod
+    def open(cls, settings: HubSettings) -> Hub:
+        admin = AdminGate(settings.require_admin_token())
+        db = Database(settings.db_url, settings.db_busy_timeout_s)
+        try:
+            db.create_schema()
+            blobs = BlobStore(settings.blobs_url)
+        except BaseException:
+            db.dispose()
+            raise
+        return cls(settings, db, blobs, admin)
+
+
+def hub_of(request: Request) -> Hub:
+    return request.app.state.hub  # type: ignore[no-any-return]
+
+
+def create_app(settings: HubSettings, hub: Hub | None = None) -> FastAPI:
+    from hub import api_admin, api_device
+
+    hub = hub or Hub.open(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        hub.db.dispose()
+
+    app = FastAPI(title="edgeloop hub", version="1", lifespan=lifespan,
+                  description="The cloud's front door for the fleet: ingest, registry, releases.")
+    app.state.hub = hub
+    app.include_router(api_device.router)
+    app.include_router(api_admin.router)
+    app.add_middleware(BodyLimit, limit_for=lambda method, path: body_limit(settings, method, path))
+    _add_error_handlers(app)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        await run_in_threadpool(hub.db.ping)
+        return {"status": "ok"}
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def body_limit(settings: HubSettings, method: str, path: str) -> int:
+    limits = settings.limits
+    if path == "/v1/telemetry":
+        return limits.telemetry_body_bytes
+    if path == "/v1/samples":
+        return limits.sample_image_bytes + limits.json_body_bytes  # the image and its meta
+    if method == "POST" and path == "/v1/admin/releases":
+        return limits.release_body_bytes
+    return limits.json_body_bytes
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HubError)
+    async def refused(_: Request, exc: HubError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.detail, **exc.extra}, exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        shown = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]]
+        return JSONResponse({"detail": f"invalid request: {'; '.join(shown)}",
+                             "errors": [{"loc": list(e["loc"]), "msg": e["msg"]}
+                                        for e in exc.errors()[:20]]}, 422)
+
+    @app.exception_handler(sqlalchemy.exc.IntegrityError)
+    async def conflict(_: Request, exc: sqlalchemy.exc.IntegrityError) -> JSONResponse:
+        return JSONResponse({"detail": f"conflicting write: {exc.orig}"[:300]}, 409)
+
+    # The device keeps its records on 503 and retries: right for a busy or unreachable database
+    # and for failing blob storage, wrong for nothing the client could fix.
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("answering 503: %s: %s", type(exc).__name__, exc)
+        return JSONResponse({"detail": f"storage unavailable, retry later: "
+                                       f"{type(exc).__name__}"}, 503,
+                            headers={"Retry-After": "1"})
+
+    for kind in (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                 sqlalchemy.exc.TimeoutError, sqlalchemy.exc.DisconnectionError, OSError):
+        app.add_exception_handler(kind, unavailable)
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, 500)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in DOCUMENTED_MODELS:
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(model_schema.pop("$defs", {}))
+            components[model.__name__] = model_schema
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def serve(settings: HubSettings) -> None:
+    """Runs one hub process until interrupted (several can share a PostgreSQL DB and blobs)."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    hub: Hub = app.state.hub
+    banner = (f"edgeloop hub on http://{settings.host}:{settings.port} "
+              f"(db {hub.db.describe()}, blobs {hub.blobs.url})")
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # only once the socket is bound, so the line is true
+                log.info("%s", banner)
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                            log_level="warning", access_log=settings.access_log,
+                            server_header=False)
+    if settings.access_log:
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
+        Server(config).run()
+    log.info("edgeloop hub stopped")

@@ -1,0 +1,234 @@
+"""A small typed client of the hub, for the flows, the CLI and the tests; returns contract types.
+
+Needs only httpx and pydantic (pandas for `telemetry`); never imports the server side.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from edge_runtime.contract import DeviceStatus, ReleaseManifest, SampleMeta, TelemetryBatch
+from hub.models import (
+    ChannelState,
+    DeviceRecord,
+    HeartbeatTaken,
+    NewDeviceToken,
+    ReleaseRecord,
+    SampleStored,
+    StoredSample,
+    TelemetryStored,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd  # type: ignore[import-untyped]
+
+DEFAULT_TIMEOUT_S = 30.0
+M = TypeVar("M", bound=BaseModel)
+
+
+class HubRequestError(ValueError):
+    """The hub refused a request (or could not be reached); `status` 0 means no answer."""
+
+    def __init__(self, status: int, detail: str, method: str = "", path: str = "") -> None:
+        super().__init__(f"{method} {path}: HTTP {status}: {detail}" if status
+                         else f"{method} {path}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class HubClient:
+    def __init__(self, base_url: str, *, admin_token: str | None = None,
+                 device_token: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._admin_token = admin_token
+        self._device_token = device_token
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s,
+                                  transport=transport, trust_env=False,
+                                  headers={"User-Agent": "edgeloop-hub-client"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, token: str | None,
+                 **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            response = self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise HubRequestError(0, f"{type(exc).__name__}: {exc}", method, path) from exc
+        if response.status_code >= 400:
+            raise HubRequestError(response.status_code, _reason(response), method, path)
+        return response
+
+    def _admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self._admin_token is None:
+            raise HubRequestError(0, "this client has no admin token", method, path)
+        return self._request(method, f"/v1/admin{path}", token=self._admin_token, **kwargs)
+
+    def _device(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self._device_token is None:
+            raise HubRequestError(0, "this client has no device token", method, path)
+        return self._request(method, path, token=self._device_token, **kwargs)
+
+    # -- ops -----------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, str]:
+        return self._request("GET", "/healthz", token=None).json()  # type: ignore[no-any-return]
+
+    # -- device side (edge_runtime.uplink is the production sender) ----------------------------
+
+    def post_telemetry(self, batch: TelemetryBatch, *, compress: bool = True) -> TelemetryStored:
+        body = batch.model_dump_json().encode()
+        headers = {"Content-Type": "application/json"}
+        if compress:
+            body, headers["Content-Encoding"] = gzip.compress(body, 6), "gzip"
+        response = self._device("POST", "/v1/telemetry", content=body, headers=headers)
+        return TelemetryStored.model_validate_json(response.content)
+
+    def post_sample(self, meta: SampleMeta, image: bytes,
+                    filename: str | None = None) -> SampleStored:
+        name = filename or f"{meta.device_id}-{meta.frame_id}.jpg"
+        response = self._device("POST", "/v1/samples", data={"meta": meta.model_dump_json()},
+                                files={"image": (name, image, "image/jpeg")})
+        return SampleStored.model_validate_json(response.content)
+
+    def heartbeat(self, status: DeviceStatus) -> HeartbeatTaken:
+        response = self._device("POST", "/v1/heartbeat", content=status.model_dump_json(),
+                                headers={"Content-Type": "application/json"})
+        return HeartbeatTaken.model_validate_json(response.content)
+
+    def assignment(self) -> ReleaseManifest | None:
+        """The release this device's channel runs, or None when none is assigned."""
+        response = self._device("GET", "/v1/assignment")
+        if response.status_code == 204:
+            return None
+        return ReleaseManifest.model_validate_json(response.content)
+
+    def download(self, release_id: str, name: str | None = None) -> bytes:
+        """A release file's bytes (with name None: the release's model), by either token."""
+        path = f"/v1/releases/{release_id}/" + ("model" if name is None else f"files/{name}")
+        token = self._device_token or self._admin_token
+        return self._request("GET", path, token=token).content
+
+    # -- admin: devices ------------------------------------------------------------------------
+
+    def add_device(self, device_id: str, channel: str = "stable") -> NewDeviceToken:
+        response = self._admin("POST", "/devices",
+                               json={"device_id": device_id, "channel": channel})
+        return NewDeviceToken.model_validate_json(response.content)
+
+    def devices(self) -> list[DeviceRecord]:
+        return _list(DeviceRecord, self._admin("GET", "/devices"))
+
+    def revoke_device(self, device_id: str) -> DeviceRecord:
+        response = self._admin("POST", f"/devices/{device_id}/revoke")
+        return DeviceRecord.model_validate_json(response.content)
+
+    def rotate_token(self, device_id: str) -> NewDeviceToken:
+        response = self._admin("POST", f"/devices/{device_id}/token")
+        return NewDeviceToken.model_validate_json(response.content)
+
+    def set_device_channel(self, device_id: str, channel: str) -> DeviceRecord:
+        response = self._admin("PUT", f"/devices/{device_id}/channel", json={"channel": channel})
+        return DeviceRecord.model_validate_json(response.content)
+
+    # -- admin: fleet data ---------------------------------------------------------------------
+
+    def telemetry(self, since: datetime | None = None, until: datetime | None = None, *,
+                  device_id: str | None = None, classes: Iterable[str] | None = None,
+                  limit: int | None = None) -> pd.DataFrame:
+        """Records captured in [since, until) as a DataFrame (stats_row columns, count_<class>).
+
+        `frame.attrs["truncated"]` says whether the hub's row limit cut the result short.
+        """
+        import pandas as pd
+
+        params = _params(since=since, until=until, device_id=device_id, limit=limit,
+                         classes=None if classes is None else ",".join(classes))
+        response = self._admin("GET", "/telemetry", params=params)
+        frame = pd.read_parquet(io.BytesIO(response.content))
+        frame.attrs["truncated"] = response.headers.get("Edgeloop-Truncated") == "true"
+        return frame
+
+    def samples(self, since: datetime | None = None, until: datetime | None = None, *,
+                device_id: str | None = None, limit: int = 1000) -> list[StoredSample]:
+        params = _params(since=since, until=until, device_id=device_id, limit=limit)
+        return _list(StoredSample, self._admin("GET", "/samples", params=params))
+
+    def sample_image(self, record_id: str) -> bytes:
+        """The image of a stored sample, by its record id (`device_id/frame_id`)."""
+        device_id, _, frame_id = record_id.partition("/")
+        return self._admin("GET", f"/samples/{device_id}/{frame_id}/image").content
+
+    # -- admin: releases and channels ----------------------------------------------------------
+
+    def create_release(self, manifest: ReleaseManifest | str,
+                       files: Mapping[str, Path | bytes]) -> ReleaseManifest:
+        """Publishes a release: the manifest (model or its exact JSON text) and its files."""
+        text = manifest if isinstance(manifest, str) else manifest.model_dump_json()
+        parts = [("files", (name, data if isinstance(data, bytes) else Path(data).read_bytes(),
+                            "application/octet-stream")) for name, data in files.items()]
+        response = self._admin("POST", "/releases", data={"manifest": text}, files=parts)
+        return ReleaseManifest.model_validate_json(response.content)
+
+    def releases(self) -> list[ReleaseRecord]:
+        return _list(ReleaseRecord, self._admin("GET", "/releases"))
+
+    def release(self, release_id: str) -> ReleaseManifest:
+        return ReleaseManifest.model_validate_json(
+            self._admin("GET", f"/releases/{release_id}").content)
+
+    def channels(self) -> list[ChannelState]:
+        return _list(ChannelState, self._admin("GET", "/channels"))
+
+    def channel(self, channel: str) -> ChannelState:
+        return ChannelState.model_validate_json(self._admin("GET", f"/channels/{channel}").content)
+
+    def assign(self, channel: str, release_id: str) -> ChannelState:
+        response = self._admin("PUT", f"/channels/{channel}", json={"release_id": release_id})
+        return ChannelState.model_validate_json(response.content)
+
+    def promote(self, channel: str, from_channel: str) -> ChannelState:
+        response = self._admin("POST", f"/channels/{channel}/promote",
+                               json={"from_channel": from_channel})
+        return ChannelState.model_validate_json(response.content)
+
+    def rollback(self, channel: str) -> ChannelState:
+        return ChannelState.model_validate_json(
+            self._admin("POST", f"/channels/{channel}/rollback").content)
+
+
+def _list(kind: type[M], response: httpx.Response) -> list[M]:
+    return TypeAdapter(list[kind]).validate_json(response.content)  # type: ignore[valid-type]
+
+
+def _params(**values: Any) -> dict[str, str]:
+    return {k: v.isoformat() if isinstance(v, datetime) else str(v)
+            for k, v in values.items() if v is not None}
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail if detail is not None else response.text[:300] or response.reason_phrase)

@@ -1,0 +1,117 @@
+"""Bounded reading: request bodies and gzip are cut off at a limit instead of read whole."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+from hub.errors import BadRequest, TooLarge, UnsupportedMediaType
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # accept the gzip container only, not raw deflate
+
+
+def check_content_length(header: str | None, limit: int) -> None:
+    """Refuses a body whose declared length is over the limit before a byte of it is read."""
+    if header is None:
+        return
+    try:
+        declared = int(header)
+    except ValueError:
+        raise BadRequest(f"Content-Length {header[:40]!r} is not a number") from None
+    if declared < 0:
+        raise BadRequest(f"Content-Length {declared} is negative")
+    if declared > limit:
+        raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
+
+
+async def read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The whole body, counted while it streams in: a lying or absent Content-Length is caught."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def limited_receive(receive: Receive, limit: int) -> Receive:
+    """An ASGI receive that raises TooLarge once more than `limit` body bytes went through it.
+
+    Lets a streaming parser (multipart) run against a budget without buffering the body first.
+    """
+    seen = 0
+
+    async def receive_counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise TooLarge(f"body exceeds the limit of {limit} bytes")
+        return message
+
+    return receive_counted
+
+
+class BodyLimit:
+    """ASGI middleware: every request body has a cap, chosen by method and path.
+
+    A declared Content-Length over the cap is answered 413 before the app sees the request; a
+    body that streams past it raises TooLarge inside the app, wherever it is being read.
+    """
+
+    def __init__(self, app: Any, limit_for: Callable[[str, str], int]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Message, receive: Receive, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["method"], scope["path"])
+        length = next((v.decode("latin-1") for k, v in scope["headers"]
+                       if k == b"content-length"), None)
+        try:
+            check_content_length(length, limit)
+        except (TooLarge, BadRequest) as refusal:
+            from starlette.responses import JSONResponse
+
+            response = JSONResponse({"detail": refusal.detail}, status_code=refusal.status,
+                                    headers={"Connection": "close"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, limited_receive(receive, limit), send)
+
+
+def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """The body as sent, un-gzipped when it says so; the decompressed size is capped too."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding != "gzip":
+        raise UnsupportedMediaType(f"Content-Encoding {encoding[:40]!r} is not supported "
+                                   "(gzip or none)")
+    return gunzip_limited(body, limit)
+
+
+def gunzip_limited(data: bytes, limit: int) -> bytes:
+    """Decompresses gzip (several members too) but never past `limit` bytes: no bomb expands."""
+    out = bytearray()
+    rest = data
+    while True:
+        inflater = zlib.decompressobj(GZIP_WBITS)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise BadRequest(f"body is not valid gzip: {exc}") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise TooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+        if not inflater.eof:
+            raise BadRequest("gzip body is truncated")
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):  # some writers pad the last member with zero bytes
+            return bytes(out)

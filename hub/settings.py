@@ -1,0 +1,104 @@
+"""The hub's settings, read once (defaults < environment `EDGELOOP_*` < flags) and passed down."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+MIB = 1024 * 1024
+MIN_ADMIN_TOKEN_CHARS = 16  # a guessable admin token would hand out the whole fleet
+
+
+class SettingsError(ValueError):
+    """A setting has a value the hub cannot run with."""
+
+
+@dataclass(frozen=True)
+class HubLimits:
+    """What one request may carry; anything over is refused with 413 before it is read whole."""
+
+    telemetry_body_bytes: int = 16 * MIB  # as sent (gzip or plain JSON)
+    telemetry_json_bytes: int = 32 * MIB  # after gunzip: 5000 records with 64-d embeddings fit
+    sample_image_bytes: int = 16 * MIB
+    image_side_px: int = 16384  # the contract's own bound on SampleMeta.width/height
+    image_pixels: int = 40_000_000  # an 8K frame is 33 MP; decoding more is an attack
+    json_body_bytes: int = 256 * 1024  # heartbeats and admin requests
+    release_body_bytes: int = 2048 * MIB  # manifest and all artefacts of one release
+    query_rows: int = 500_000  # telemetry rows one query may return (about 1 GB at the peak)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < 1:
+                raise SettingsError(f"limit {f.name}={getattr(self, f.name)} must be positive")
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    host: str = "127.0.0.1"
+    port: int = 8700
+    db_url: str = "sqlite:///var/hub/hub.sqlite"
+    blobs_url: str = "var/hub/blobs"  # a folder, or any fsspec URL (s3://bucket/prefix, ...)
+    admin_token: str | None = field(default=None, repr=False)
+    hub_url: str = "http://127.0.0.1:8700"  # where the CLI's admin commands find a hub
+    access_log: bool = False  # one line per request is noise at fleet rates
+    db_busy_timeout_s: float = 5.0  # then the request is answered 503 and the device retries
+    limits: HubLimits = HubLimits()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"port={self.port} must be in 0..65535")
+        if self.db_busy_timeout_s <= 0:
+            raise SettingsError(f"db_busy_timeout_s={self.db_busy_timeout_s} must be positive")
+        if self.admin_token is not None and (
+            len(self.admin_token) < MIN_ADMIN_TOKEN_CHARS
+            or any(c.isspace() for c in self.admin_token)
+        ):
+            raise SettingsError(f"the admin token must be at least {MIN_ADMIN_TOKEN_CHARS} "
+                                "characters without whitespace")
+
+    def require_admin_token(self) -> str:
+        if self.admin_token is None:
+            raise SettingsError("no admin token: set EDGELOOP_ADMIN_TOKEN or pass --admin-token")
+        return self.admin_token
+
+
+# environment variable -> (setting, parser)
+ENVIRONMENT: dict[str, tuple[str, Any]] = {
+    "EDGELOOP_HUB_HOST": ("host", str),
+    "EDGELOOP_HUB_PORT": ("port", int),
+    "EDGELOOP_HUB_DB": ("db_url", str),
+    "EDGELOOP_HUB_BLOBS": ("blobs_url", str),
+    "EDGELOOP_ADMIN_TOKEN": ("admin_token", str),
+    "EDGELOOP_HUB_URL": ("hub_url", str),
+    "EDGELOOP_HUB_ACCESS_LOG": ("access_log", lambda v: _flag("EDGELOOP_HUB_ACCESS_LOG", v)),
+    "EDGELOOP_HUB_DB_BUSY_TIMEOUT_S": ("db_busy_timeout_s", float),
+}
+
+
+def _flag(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name}={value!r} is not a boolean (1/0, true/false)")
+
+
+def load_settings(environ: Mapping[str, str], **flags: Any) -> HubSettings:
+    """Defaults, overridden by the environment, overridden by flags that were given (not None)."""
+    values: dict[str, Any] = {}
+    for variable, (name, parse) in ENVIRONMENT.items():
+        raw = environ.get(variable)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{variable}={raw!r}: {exc}") from exc
+    known = {f.name for f in fields(HubSettings)}
+    unknown = set(flags) - known
+    if unknown:
+        raise SettingsError(f"unknown hub settings: {sorted(unknown)}")
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return replace(HubSettings(), **values)

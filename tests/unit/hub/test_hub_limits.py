@@ -1,0 +1,73 @@
+"""Bounded bodies: declared lengths, streamed bodies, gzip bombs and encodings."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hub.errors import BadRequest, TooLarge, UnsupportedMediaType
+from hub.limits import check_content_length, decode_body, gunzip_limited, read_limited
+
+
+def test_declared_length_over_the_limit_is_refused() -> None:
+    check_content_length(None, 10)
+    check_content_length("10", 10)
+    with pytest.raises(TooLarge, match="11 bytes"):
+        check_content_length("11", 10)
+    for bad in ("ten", "-1", "1e9"):
+        with pytest.raises(BadRequest):
+            check_content_length(bad, 10)
+
+
+def test_streamed_body_is_cut_off_at_the_limit() -> None:
+    pulled: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(1000):
+            pulled.append(i)
+            yield b"x" * 100
+
+    with pytest.raises(TooLarge):
+        asyncio.run(read_limited(chunks(), 1000))
+    assert len(pulled) == 11  # stopped right after the limit, not at the end of the body
+
+    async def small() -> AsyncIterator[bytes]:
+        yield b"ab"
+        yield b"cd"
+
+    assert asyncio.run(read_limited(small(), 4)) == b"abcd"
+
+
+def test_gzip_bomb_is_stopped_at_the_decompressed_limit() -> None:
+    bomb = gzip.compress(b"\0" * (50 * 1024 * 1024), compresslevel=9)
+    assert len(bomb) < 100_000
+    with pytest.raises(TooLarge, match="decompressed"):
+        gunzip_limited(bomb, 1024 * 1024)
+
+
+def test_gzip_within_the_limit_and_several_members_decompress() -> None:
+    assert gunzip_limited(gzip.compress(b"hello"), 5) == b"hello"
+    assert gunzip_limited(gzip.compress(b"he") + gzip.compress(b"llo"), 5) == b"hello"
+    with pytest.raises(TooLarge):
+        gunzip_limited(gzip.compress(b"he") + gzip.compress(b"llo"), 4)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"not gzip at all", "not valid gzip"),
+    (gzip.compress(b"hello world" * 100)[:-12], "truncated"),
+    (gzip.compress(b"ok") + b"trailing junk", "not valid gzip"),
+])
+def test_broken_gzip_is_a_bad_request(data: bytes, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        gunzip_limited(data, 1_000_000)
+
+
+def test_content_encodings() -> None:
+    assert decode_body(b"{}", None, 10) == b"{}"
+    assert decode_body(b"{}", "identity", 10) == b"{}"
+    assert decode_body(gzip.compress(b"{}"), "GZIP", 10) == b"{}"
+    with pytest.raises(UnsupportedMediaType, match="br"):
+        decode_body(b"{}", "br", 10)
