@@ -14,6 +14,8 @@ import click
 
 # group name -> (module, attribute, one-line help shown by `edgeloop --help`)
 GROUPS: dict[str, tuple[str, str, str]] = {
+    "flows": ("flows.cli", "flows",
+              "Cloud flows: drift checks, labelling rounds, retraining, releases."),
     "edge": ("edge_runtime.cli", "edge",
              "The device agent: ONNX inference, telemetry, sampling, store-and-forward."),
     "hub": ("hub.cli", "hub", "The cloud's front door: serve the fleet API, manage devices."),
@@ -22,24 +24,34 @@ GROUPS: dict[str, tuple[str, str, str]] = {
 
 
 class LazyGroup(click.Group):
-    """A group whose subgroups are imported from their packages only when invoked."""
+    """A group whose commands are imported from their modules only when invoked.
+
+    `lazy` maps a command name to (module, attribute, one-line help for the listing).
+    """
+
+    def __init__(self, *args: object, lazy: dict[str, tuple[str, str, str]] | None = None,
+                 **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy = lazy if lazy is not None else GROUPS
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(GROUPS)
+        return sorted({*self.lazy, *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in GROUPS:
-            return None
-        module, attribute, _ = GROUPS[cmd_name]
+        if cmd_name not in self.lazy:
+            return self.commands.get(cmd_name)
+        module, attribute, _ = self.lazy[cmd_name]
         command = getattr(importlib.import_module(module), attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{module}.{attribute} is not a click command")
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        # Listing the groups must not import them: describe them from the table.
+        # Listing the commands must not import them: describe them from the table.
+        rows = [(name, self.lazy[name][2]) for name in sorted(self.lazy)]
+        rows += [(name, cmd.get_short_help_str()) for name, cmd in sorted(self.commands.items())]
         with formatter.section("Commands"):
-            formatter.write_dl([(name, GROUPS[name][2]) for name in sorted(GROUPS)])
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
