@@ -19,7 +19,8 @@ from edge_runtime.contract import DeviceStatus, FrameStats
 from edge_runtime.detector import Detector, Inference, Prepared
 from edge_runtime.sampling import Sampler, frame_view, thumbnail_hash, to_sample_meta
 from edge_runtime.sources import CapturedFrame
-from edge_runtime.spool import Spool, SpoolWriter
+from edge_runtime.spool import Spool
+from edge_runtime.spool_writer import SpoolWriter
 from edge_runtime.telemetry import ImageStats, UncertaintyBand, frame_stats, image_stats
 
 FRAME_ID_BLOCK = 1000  # frame ids reserved from the spool at a time (one commit per block)

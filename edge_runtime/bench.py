@@ -11,7 +11,8 @@ from edge_runtime.agent import Agent, Monitor
 from edge_runtime.detector import Detector
 from edge_runtime.sampling import build_sampler, load_sampling_config
 from edge_runtime.sources import CapturedFrame, open_source
-from edge_runtime.spool import Spool, SpoolWriter
+from edge_runtime.spool import Spool
+from edge_runtime.spool_writer import SpoolWriter
 from edge_runtime.telemetry import UncertaintyBand
 
 WARMUP = 20  # ONNX Runtime needs this many runs before its timings settle

@@ -77,7 +77,8 @@ def run(model: Path, source: str, hub_url: str | None, device_id: str, token: st
     from edge_runtime.agent import Agent, Monitor
     from edge_runtime.sampling import build_sampler, load_sampling_config
     from edge_runtime.sources import open_source
-    from edge_runtime.spool import Spool, SpoolBudget, SpoolWriter
+    from edge_runtime.spool import Spool, SpoolBudget
+    from edge_runtime.spool_writer import SpoolWriter
     from edge_runtime.telemetry import UncertaintyBand
     from edge_runtime.uplink import Uplink, UplinkConfig
 

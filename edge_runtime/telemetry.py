@@ -44,7 +44,7 @@ def image_stats(thumb: np.ndarray) -> ImageStats:
     grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)  # Rec. 601 luma
     mean, std = cv2.meanStdDev(grey)
     _, lap_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F))
-    saturation = cv2.mean(cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV))[1]
+    saturation = float(cv2.mean(cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV))[1])  # type: ignore[index]
     return ImageStats(brightness=float(mean[0, 0]) / 255, contrast=float(std[0, 0]) / 255,
                       sharpness=float(lap_std[0, 0]) ** 2, saturation=saturation / 255)
 

@@ -28,7 +28,8 @@ from edge_runtime.contract import (
     SamplePolicy,
     TelemetryBatch,
 )
-from edge_runtime.spool import Spool, SpoolBudget, SpoolCounter, SpoolWriter
+from edge_runtime.spool import Spool, SpoolBudget, SpoolCounter
+from edge_runtime.spool_writer import SpoolWriter
 from edge_runtime.uplink import Uplink, UplinkConfig
 
 DEVICE = "cam-7"

@@ -16,8 +16,8 @@ from edge_runtime.spool import (
     SpoolBudget,
     SpoolCounter,
     SpoolError,
-    SpoolWriter,
 )
+from edge_runtime.spool_writer import SpoolWriter
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
