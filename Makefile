@@ -70,7 +70,7 @@ demo: setup
 	$(BIN)/edgeloop sim preview --out var/demo/scenarios.png
 
 bench: setup
-	@for b in bench/*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python $$b --json 2>/dev/null || $(BIN)/python $$b; done
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --json; done
 
 clean:
 	rm -rf $(VAR) .pytest_cache .ruff_cache
