@@ -12,6 +12,12 @@ from edgeloop_cli import LazyGroup
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "drift": ("flows.drift_cli", "drift",
               "Compare a window of telemetry with a reference profile (Evidently)."),
+    "request-labels": ("flows.labelling_cli", "request_labels",
+                       "Send the most uncertain hub frames to Label Studio, pre-annotated."),
+    "collect-labels": ("flows.labelling_cli", "collect_labels",
+                       "Finished Label Studio labels -> data/labelled/<batch>, DVC-versioned."),
+    "labelstudio-webhook": ("flows.labelling_cli", "labelstudio_webhook",
+                            "Serve Label Studio's annotation webhook; collect when idle."),
 }
 
 flows = LazyGroup(

@@ -1,0 +1,60 @@
+"""The labelling Prefect flows: `request_labels` (hub frames to Label Studio) and
+`collect_labels` (finished labels to a new DVC dataset version). Thin: parse, call, report.
+
+Import this module only after `flows.offline.use_offline_environment` (Prefect reads its
+settings on import).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.labelling_collect import collect_round
+from flows.labelling_config import LabellingSettings, load_labelling_settings
+from flows.labelling_ledger import Ledger
+from flows.labelling_request import request_round
+from flows.labelstudio_client import LabelStudioClient
+from hub.client import HubClient
+
+
+def _settings(config: str | None, overrides: dict[str, Any] | None) -> LabellingSettings:
+    return load_labelling_settings(Path(config) if config else None, os.environ,
+                                   **(overrides or {}))
+
+
+@flow(name="request-labels")
+def request_labels(config: str | None = "configs/labelling.yaml",
+                   overrides: dict[str, Any] | None = None,
+                   since: datetime | None = None) -> dict[str, Any]:
+    """Send the round's most informative unsent hub frames to Label Studio, pre-annotated.
+
+    `overrides` are settings by flag name (`selection__budget`, `labelstudio__url`, ...).
+    """
+    settings = _settings(config, overrides)
+    with HubClient(settings.hub_url, admin_token=settings.require_hub_token()) as hub, \
+            LabelStudioClient(settings.labelstudio.url,
+                              settings.labelstudio.require_token()) as ls:
+        report = request_round(settings, hub, ls, Ledger(settings.ledger), since=since)
+    get_run_logger().info(report.summary())
+    return report.as_dict()
+
+
+@flow(name="collect-labels")
+def collect_labels(repo: str = ".", config: str | None = "configs/labelling.yaml",
+                   overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Collect finished annotations into a new dataset increment in `repo` (git + DVC):
+    dvc add, git commit, dvc push. Returns the dataset version (None when nothing is new)."""
+    settings = _settings(config, overrides)
+    with LabelStudioClient(settings.labelstudio.url, settings.labelstudio.require_token()) as ls:
+        report = collect_round(settings, ls, Ledger(settings.ledger), Path(repo))
+    logger = get_run_logger()
+    logger.info(report.summary())
+    for refused in report.rejected:
+        logger.warning("task %s (%s) refused: %s", refused.task_id, refused.record_id,
+                       refused.reason)
+    return report.as_dict()
