@@ -90,7 +90,7 @@ def parse(argv: Sequence[str] | None) -> tuple[Settings, bool]:
             p.error(f"{path} does not exist (run `make seed` or `dvc pull`)")
     return Settings(sizes, a.pool, a.drift_share, a.replay_share, a.image_epochs, a.min_epochs,
                     a.max_epochs, a.min_distance, a.random_seed, a.weights, a.onnx,
-                    a.work), a.json
+                    a.work.resolve()), a.json
 
 
 # -- data ----------------------------------------------------------------------------------------
