@@ -110,7 +110,7 @@ def run(model: Path, source: str, hub_url: str | None, device_id: str, token: st
         writer.close()
         if uplink:
             uplink.stop(timeout=10)
-            uplink.drain_once()  # what the last seconds logged goes out before we exit
+            uplink.flush()  # what the last seconds logged goes out before we exit
             uplink.close()
     click.echo(final.line(), err=True)
     spool.close()

@@ -252,6 +252,18 @@ class Uplink:
         """
         return self._drain(interruptible=False)
 
+    def flush(self, deadline_s: float = 30.0) -> DrainResult:
+        """Drains pass after pass until nothing is pending, a pass fails, or the deadline passes.
+
+        For a clean exit: what the last seconds logged goes out before the process ends.
+        """
+        until = time.monotonic() + deadline_s
+        total = self.drain_once()
+        while total.more_pending and not total.failed and time.monotonic() < until:
+            result = self.drain_once()
+            total = replace(total + result, more_pending=result.more_pending)
+        return total
+
     def _drain(self, interruptible: bool) -> DrainResult:
         with self._drain_lock:
             result = self._drain_telemetry(interruptible)
