@@ -62,7 +62,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 seed: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro seed_evaluate
 
 # Until the closed loop lands (issue 9), the demo shows the synthetic line and its scenarios.
 demo: setup

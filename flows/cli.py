@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                        "Finished Label Studio labels -> data/labelled/<batch>, DVC-versioned."),
     "labelstudio-webhook": ("flows.labelling_cli", "labelstudio_webhook",
                             "Serve Label Studio's annotation webhook; collect when idle."),
+    "retrain": ("flows.retrain_cli", "retrain",
+                "Fine-tune on the labelled data, export fp32 + int8, evaluate, gate."),
 }
 
 flows = LazyGroup(

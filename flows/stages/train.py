@@ -1,4 +1,5 @@
-"""Stage `train`: train YOLO on a dataset spec; writes OUT/best.pt."""
+"""Stages `seed_train` and `train`: train YOLO on a dataset spec (from scratch, or fine-tune
+the weights given by --weights); writes OUT/best.pt."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--section", default="train", help="params.yaml section to read")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="fine-tune these weights (overrides the section's `model`)")
     parser.add_argument("--data", type=Path, required=True, help="data.yaml of the dataset")
     parser.add_argument("--out", type=Path, required=True, help="folder for best.pt")
     parser.add_argument("--var", type=Path, default=Path("var"))
@@ -22,7 +25,12 @@ def main() -> None:
     use_offline_environment(args.var)
     from flows.ultralytics_yolo import TrainSettings, train
 
-    settings = TrainSettings(**stage_params(args.params, args.section, KEYS))
+    values = stage_params(args.params, args.section, KEYS)
+    if args.weights is not None:
+        if not args.weights.is_file():
+            raise SystemExit(f"train: weights {args.weights} do not exist")
+        values["model"] = str(args.weights)
+    settings = TrainSettings(**values)
     best = train(args.data, args.out, settings, args.var / "runs" / args.section)
     print(f"best weights: {best}")
 

@@ -1,7 +1,7 @@
 """Loaded by every Python process of a test run: records and refuses any network connection.
 
 The tests put this folder on PYTHONPATH and read the log named by EDGELOOP_NETGUARD_LOG.
-Unix sockets (used between local processes) are allowed.
+Unix sockets and loopback (a local server such as Prefect's ephemeral API) are allowed.
 """
 
 import os
@@ -21,15 +21,22 @@ _connect_ex = socket.socket.connect_ex
 _getaddrinfo = socket.getaddrinfo
 
 
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _outside(sock, address) -> bool:
+    return sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOOPBACK
+
+
 def _guarded_connect(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6):
+    if _outside(self, address):
         _record(f"connect {address!r}")
         raise OSError(f"network disabled by test: connect {address!r}")
     return _connect(self, address)
 
 
 def _guarded_connect_ex(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6):
+    if _outside(self, address):
         _record(f"connect_ex {address!r}")
         return 111
     return _connect_ex(self, address)
