@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,3 +56,20 @@ def render_dataset(
     spec = out / "data.yaml"
     spec.write_text(data_yaml("images", "images"))
     return spec
+
+
+def render_labelled_increment(folder: Path, scenario: str, frames: int, seed: int,
+                              width: int = 320, device: str = "sim-1",
+                              created_at: str = "2026-01-01T00:00:00+00:00") -> Path:
+    """A labelled increment as `collect_labels` writes one (images/, labels/, manifest.json
+    naming each frame's `device/frame_id` record), with the simulator's exact labels: for
+    benchmarks and tests that need labelled data without a Label Studio round."""
+    render_dataset(folder, scenario, frames, seed, width, split=folder.name)
+    (folder / "data.yaml").unlink()
+    items = [{"record_id": f"{device}/{1000 + 100 * i}", "image": f"images/{image.name}",
+              "label": f"labels/{image.stem}.txt"}
+             for i, image in enumerate(sorted((folder / "images").iterdir()))]
+    manifest = {"batch": folder.name, "created_at": created_at, "classes": list(CLASS_NAMES),
+                "scenario": scenario, "frames": len(items), "items": items}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return folder

@@ -19,7 +19,7 @@ import yaml
 from edge_runtime.detector import Detector
 from flows.dvc_dataset import commit_folder
 from flows.retrain_run import STAGES, RetrainError, pin_dataset
-from sim.dataset import data_yaml, render_dataset
+from sim.dataset import data_yaml, render_dataset, render_labelled_increment
 from sim.render import CLASS_NAMES
 
 pytestmark = pytest.mark.slow
@@ -46,19 +46,6 @@ def git(repo: Path, *args: str) -> str:
                           text=True).stdout
 
 
-def labelled_increment(folder: Path, scenario: str, frames: int, width: int) -> Path:
-    """What collect_labels writes: images/, labels/ and a manifest naming each frame's record."""
-    render_dataset(folder, scenario, frames, seed=5, width=width, split="inc")
-    (folder / "data.yaml").unlink()
-    items = [{"record_id": f"cam-1/{1000 + 100 * i}", "image": f"images/{p.name}",
-              "label": f"labels/{p.stem}.txt"}
-             for i, p in enumerate(sorted((folder / "images").iterdir()))]
-    (folder / "manifest.json").write_text(json.dumps(
-        {"batch": folder.name, "created_at": "2026-11-28T00:00:00+00:00",
-         "classes": list(CLASS_NAMES), "items": items}))
-    return folder
-
-
 @pytest.fixture
 def project(tmp_path: Path, repo_root: Path, seed_model: Path) -> Path:
     """A git + DVC project with edgeloop's pipeline, tiny params, the seed model as champion
@@ -79,7 +66,8 @@ def project(tmp_path: Path, repo_root: Path, seed_model: Path) -> Path:
                    check=True)
     git(work, "add", ".")
     git(work, "commit", "-qm", "pipeline")
-    increment = labelled_increment(work / "data" / "labelled" / "ls1-a", "new_variant", 16, 128)
+    increment = render_labelled_increment(work / "data" / "labelled" / "ls1-a", "new_variant",
+                                          16, seed=5, width=128)
     commit_folder(work, increment, "labels: ls1-a")
     return work
 
@@ -125,7 +113,8 @@ def test_tiny_retrain_runs_every_stage_through_the_flow_offline(
 def test_a_working_tree_that_differs_from_the_named_dataset_is_refused(project: Path) -> None:
     first = pin_dataset(project)
     assert first.increments.keys() == {"data/labelled/ls1-a"}
-    labelled_increment(project / "data" / "labelled" / "ls1-b", "dusk", 4, 128)
+    render_labelled_increment(project / "data" / "labelled" / "ls1-b", "dusk", 4, seed=6,
+                              width=128, created_at="2026-02-01T00:00:00+00:00")
     commit_folder(project, project / "data" / "labelled" / "ls1-b", "labels: ls1-b")
     with pytest.raises(RetrainError, match=r"ls1-b\.dvc differ"):
         pin_dataset(project, first.commit)

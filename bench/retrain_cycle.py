@@ -1,0 +1,127 @@
+"""One retrain cycle at the demo's sizes, timed stage by stage: fine-tune + export + evaluate
+(target: under 10 minutes on this 2-core machine), with the gate's verdict.
+
+Builds a throwaway git + DVC project from this checkout's pipeline: the seed set rendered by
+`seed_render` (baseline only), the seed model as champion, one labelled increment of the
+`new_variant` scenario with the simulator's exact labels (what one labelling round returns);
+then runs `dvc repro profile` and reads DVC's stage starts off its output. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flows.dvc_dataset import commit_folder  # noqa: E402
+from flows.offline import offline_environment  # noqa: E402
+from sim.dataset import render_labelled_increment  # noqa: E402
+
+BIN = Path(sys.executable).parent
+AUTHOR = ("-c", "user.name=bench", "-c", "user.email=bench@edgeloop.invalid")
+CYCLE = ("train", "export", "evaluate")
+TARGET_S = 600.0
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed: {done.stderr[-2000:]}{done.stdout[-2000:]}")
+    return done.stdout
+
+
+def build_project(work: Path, args: argparse.Namespace, env: dict[str, str]) -> None:
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, work / name)
+    for package in ("sim", "flows", "edge_runtime", "configs"):
+        shutil.copytree(ROOT / package, work / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["render"]["scenarios"] = ["baseline"]
+    params["champion"] = {"weights": "champion/best.pt", "onnx": "champion/model.onnx"}
+    params["finetune"]["epochs"] = args.epochs
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (work / "champion").mkdir()
+    shutil.copy(args.champion, work / "champion" / "best.pt")
+    run([str(BIN / "python"), "-m", "flows.stages.export", "--weights", "champion/best.pt",
+         "--out", "champion/model.onnx"], work, env)
+    run(["git", "init", "-q"], work, env)
+    run([str(BIN / "dvc"), "init", "-q"], work, env)
+    run(["git", *AUTHOR, "add", "."], work, env)
+    run(["git", *AUTHOR, "commit", "-qm", "pipeline"], work, env)
+    folder = render_labelled_increment(work / "data" / "labelled" / "round-1", "new_variant",
+                                       args.labelled, seed=21, width=params["render"]["imgsz"])
+    commit_folder(work, folder, "labels: round-1")
+
+
+def timed_repro(work: Path, env: dict[str, str]) -> tuple[dict[str, float], float]:
+    """Seconds per stage (from one stage's start to the next's) of `dvc repro profile`."""
+    started = time.monotonic()
+    process = subprocess.Popen([str(BIN / "dvc"), "repro", "profile"], cwd=work, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    marks: list[tuple[str, float]] = []
+    tail: list[str] = []
+    for line in process.stdout or []:
+        tail = [*tail[-30:], line]
+        match = re.match(r"Running stage '([\w-]+)'", line)
+        if match:
+            marks.append((match.group(1), time.monotonic()))
+            print(f"  stage {match.group(1)} at {marks[-1][1] - started:.0f} s", file=sys.stderr)
+    if process.wait() != 0:
+        raise SystemExit("dvc repro failed:\n" + "".join(tail))
+    end = time.monotonic()
+    stops = [t for _, t in marks[1:]] + [end]
+    return {name: round(stop - t, 1) for (name, t), stop in zip(marks, stops, strict=True)}, \
+        end - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--champion", type=Path, default=ROOT / "tests/fixtures/seed_best.pt")
+    parser.add_argument("--labelled", type=int, default=50,
+                        help="frames in the labelled increment (one labelling round)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--keep", type=Path, default=None, help="build the project here")
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args()
+    env = {**os.environ, **offline_environment(ROOT / "var" / "bench"),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    work = args.keep or Path(tempfile.mkdtemp(prefix="edgeloop-retrain-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"building the project in {work}", file=sys.stderr)
+    build_project(work, args, env)
+    print("seed_render + prepare (not timed as the cycle)", file=sys.stderr)
+    stages, total = timed_repro(work, env)
+    cycle = sum(stages.get(s, 0.0) for s in CYCLE)
+    gate = json.loads((work / "metrics" / "gate.json").read_text())
+    prepared = json.loads((work / "metrics" / "prepare.json").read_text())
+    evaluation = json.loads((work / "metrics" / "evaluate.json").read_text())
+    result: dict[str, Any] = {
+        "labelled_frames": args.labelled, "epochs": args.epochs, "cpu_cores": os.cpu_count(),
+        "prepared_frames": prepared["frames"], "stage_s": stages, "repro_s": round(total, 1),
+        "cycle_s": round(cycle, 1), "cycle_stages": list(CYCLE),
+        "target_cycle_s": TARGET_S, "met": cycle < TARGET_S,
+        "gate": {"ship": gate["ship"], "artefact": gate["artefact"], "reasons": gate["reasons"]},
+        "map50_95": {m: {s: round(evaluation["models"][m][s]["map50_95"], 4)
+                         for s in ("golden", "drift")} for m in evaluation["models"]},
+        "project": str(work)}
+    print(json.dumps(result, indent=None if args.json else 2))
+    if args.keep is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
