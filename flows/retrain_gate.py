@@ -31,8 +31,8 @@ class GateConfig:
     min_drift_gain_points: float = 2.0  # challenger over champion on the drift slice
     max_golden_loss_points: float = 1.0  # champion over challenger on the golden set
     max_int8_drop_points: float = 1.0  # fp32 over int8, on each slice; else ship fp32
-    max_box_diff_px: float = 0.05  # ONNX vs PyTorch raw output, box coordinates (input pixels)
-    max_score_diff: float = 1e-3  # ONNX vs PyTorch raw output, class scores
+    max_box_diff_px: float = 0.01  # ONNX vs PyTorch raw output, box coordinates (input pixels)
+    max_score_diff: float = 1e-4  # ONNX vs PyTorch raw output, class scores
     latency_budget_ms: float = 50.0  # p95 inference of the shipped file at the evaluated size
 
     def __post_init__(self) -> None:
