@@ -21,10 +21,10 @@ from flows.retrain_gate import (
 
 CONFIG = GateConfig(min_drift_gain_points=2.0, max_golden_loss_points=1.0,
                     max_int8_drop_points=1.0, max_box_diff_px=0.05, max_score_diff=1e-3,
-                    latency_budget_ms=50.0)
-CHAMPION = Scores(golden=70.0, drift=20.0, latency_p95_ms=30.0)
-GOOD_FP32 = Scores(golden=69.8, drift=45.0, latency_p95_ms=30.0)
-GOOD_INT8 = Scores(golden=69.3, drift=44.4, latency_p95_ms=15.0)
+                    latency_budget_ms=50.0, max_latency_ratio=1.5)
+CHAMPION = Scores(golden=70.0, drift=20.0, latency_p50_ms=25.0, latency_p95_ms=30.0)
+GOOD_FP32 = Scores(golden=69.8, drift=45.0, latency_p50_ms=25.0, latency_p95_ms=30.0)
+GOOD_INT8 = Scores(golden=69.3, drift=44.4, latency_p50_ms=12.0, latency_p95_ms=15.0)
 VALID = FileChecks(checker_error=None, box_diff_px=0.01, score_diff=1e-5)
 
 
@@ -93,6 +93,13 @@ def test_an_unchecked_parity_is_a_failure_not_a_pass() -> None:
 def test_a_file_over_the_latency_budget_is_refused() -> None:
     verdict = decide(inputs(int8=replace(GOOD_INT8, latency_p95_ms=80.0)), CONFIG)
     assert not verdict.ship and failed(verdict.checks) == {"latency"}
+
+
+def test_a_file_much_slower_than_the_champion_is_refused() -> None:
+    verdict = decide(inputs(int8=replace(GOOD_INT8, latency_p50_ms=40.0)), CONFIG)
+    assert not verdict.ship and failed(verdict.checks) == {"latency_vs_champion"}
+    check = next(c for c in verdict.checks if c.name == "latency_vs_champion")
+    assert check.value == pytest.approx(1.6)
 
 
 def test_the_verdict_json_keeps_every_number() -> None:
