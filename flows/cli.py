@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                             "Serve Label Studio's annotation webhook; collect when idle."),
     "retrain": ("flows.retrain_cli", "retrain",
                 "Fine-tune on the labelled data, export fp32 + int8, evaluate, gate."),
+    "release": ("flows.release_cli", "release",
+                "Sign and publish a gate-passing candidate to canary; promote or roll back."),
 }
 
 flows = LazyGroup(

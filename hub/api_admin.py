@@ -1,4 +1,5 @@
-"""The admin API (admin bearer token): devices, fleet telemetry and samples, releases, channels."""
+"""The admin API (admin bearer token): devices, fleet telemetry and samples, releases, channels,
+and the signed TUF metadata the release flow publishes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from hub import registry, releases, samples, telemetry
+from hub import registry, releases, samples, telemetry, tuf_store
 from hub.api_device import (
     PathName,
     json_response,
@@ -179,6 +180,23 @@ async def get_release(request: Request, release_id: PathName) -> Response:
     """The manifest, verbatim as it was published."""
     text = await run_in_threadpool(releases.manifest_text, hub_of(request).db, release_id)
     return Response(text, media_type="application/json")
+
+
+@router.put("/tuf/metadata/{name}", response_model=tuf_store.TufMetadataStored,
+            responses={409: {"description": "the version goes backwards, or is served already "
+                                            "with other content"},
+                       422: {"description": "not a TUF metadata file name the hub serves, or "
+                                            "not TUF metadata of that role and version"},
+                       **refusals(413, 415)})
+async def put_tuf_metadata(request: Request, name: str) -> Response:
+    """A signed TUF metadata file (JSON, as the release flow wrote it), served verbatim to
+    devices from `GET /v1/tuf/metadata/{name}`. Upload new root versions first, then targets,
+    snapshot and timestamp."""
+    require_media_type(request, "application/json")
+    hub = hub_of(request)
+    body = await request.body()  # capped by BodyLimit while it streams in
+    stored = await run_in_threadpool(tuf_store.put_metadata, hub.db, hub.blobs, name, body)
+    return json_response(stored)
 
 
 @router.get("/channels", response_model=list[ChannelState])

@@ -1,4 +1,5 @@
-"""The device API (bearer device token): telemetry, samples, heartbeat, assignment, artefacts.
+"""The device API (bearer device token): telemetry, samples, heartbeat, assignment, artefacts,
+and the release flow's signed TUF metadata and targets.
 
 Matches `edge_runtime.uplink`'s wire format. Bodies are read by hand, not by FastAPI, so that
 limits apply while they stream and the contract validates each batch once, straight from JSON.
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from edge_runtime.contract import DeviceStatus
-from hub import registry, releases, samples, telemetry
+from hub import registry, releases, samples, telemetry, tuf_store
 from hub.app import Hub, hub_of
 from hub.auth import bearer_token
 from hub.blobs import blob_chunks
@@ -162,11 +163,38 @@ async def get_file(request: Request, release_id: PathName, name: PathName) -> St
     return await _artefact(request, release_id, name)
 
 
-async def _artefact(request: Request, release_id: str, name: str | None) -> StreamingResponse:
+@router.get("/v1/tuf/metadata/{name}", responses={
+    200: {"description": "the signed TUF metadata file, verbatim as the release flow signed it",
+          "content": {"application/json": {}}},
+    **refusals(401, 403, 404, 503)})
+async def get_tuf_metadata(request: Request, name: str) -> Response:
+    """root.json, <N>.root.json, timestamp.json, snapshot.json or targets.json (the metadata
+    base URL of tuf.ngclient's Updater); 404 when not published, e.g. the next root version."""
+    hub = await authenticated_reader(request)
+    data = await run_in_threadpool(tuf_store.get_metadata, hub.blobs, name)
+    return Response(data, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/v1/tuf/targets/{release_id}/{name}", response_class=StreamingResponse,
+            responses=refusals(401, 403, 404, 503))
+async def get_tuf_target(request: Request, release_id: PathName,
+                         name: PathName) -> StreamingResponse:
+    """The TUF target `<release_id>/<name>` (the target base URL of tuf.ngclient's Updater):
+    the bytes of the release's file, as uploaded with the release."""
+    return await _artefact(request, release_id, name)
+
+
+async def authenticated_reader(request: Request) -> Hub:
+    """The hub, once the caller showed the admin token or a live device token."""
     hub = hub_of(request)
     token = bearer_token(request.headers.get("authorization"))
     if not hub.admin.is_admin(token):
         await run_in_threadpool(registry.authenticate, hub.db, token)
+    return hub
+
+
+async def _artefact(request: Request, release_id: str, name: str | None) -> StreamingResponse:
+    hub = await authenticated_reader(request)
     file = await run_in_threadpool(releases.artefact, hub.db, release_id, name)
     # Opened before the answer starts: a missing blob is a 503, not a response cut short.
     source = await run_in_threadpool(hub.blobs.open, releases.artefact_key(file))

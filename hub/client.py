@@ -26,6 +26,7 @@ from hub.models import (
     StoredSample,
     TelemetryStored,
 )
+from hub.tuf_store import TufMetadataStored
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
@@ -126,8 +127,7 @@ class HubClient:
     def download(self, release_id: str, name: str | None = None) -> bytes:
         """A release file's bytes (with name None: the release's model), by either token."""
         path = f"/v1/releases/{release_id}/" + ("model" if name is None else f"files/{name}")
-        token = self._device_token or self._admin_token
-        return self._request("GET", path, token=token).content
+        return self._request("GET", path, token=self._reader()).content
 
     # -- admin: devices ------------------------------------------------------------------------
 
@@ -215,6 +215,35 @@ class HubClient:
     def rollback(self, channel: str) -> ChannelState:
         return ChannelState.model_validate_json(
             self._admin("POST", f"/channels/{channel}/rollback").content)
+
+    # -- TUF: signed metadata (the release flow signs, the hub serves, devices verify) ---------
+
+    def put_tuf_metadata(self, name: str, data: bytes) -> TufMetadataStored:
+        """Uploads one signed metadata file (root.json, <N>.root.json, targets.json, ...)."""
+        response = self._admin("PUT", f"/tuf/metadata/{name}", content=data,
+                               headers={"Content-Type": "application/json"})
+        return TufMetadataStored.model_validate_json(response.content)
+
+    def publish_tuf_metadata(self, files: Iterable[Path]) -> list[TufMetadataStored]:
+        """Uploads metadata files in the order given (root chain, targets, snapshot, timestamp:
+        a device never sees a timestamp naming a snapshot the hub does not have yet)."""
+        return [self.put_tuf_metadata(path.name, path.read_bytes()) for path in files]
+
+    def tuf_metadata(self, name: str) -> bytes | None:
+        """A served metadata file's bytes (device or admin token); None when not published."""
+        try:
+            return self._request("GET", f"/v1/tuf/metadata/{name}", token=self._reader()).content
+        except HubRequestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def tuf_target(self, target_path: str) -> bytes:
+        """A TUF target's bytes, `<release_id>/<name>` (device or admin token)."""
+        return self._request("GET", f"/v1/tuf/targets/{target_path}", token=self._reader()).content
+
+    def _reader(self) -> str | None:
+        return self._device_token or self._admin_token
 
 
 def _list(kind: type[M], response: httpx.Response) -> list[M]:

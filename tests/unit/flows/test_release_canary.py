@@ -1,0 +1,139 @@
+"""The canary verdict: each reason to roll back, when to wait, and the release config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+import pytest
+
+from flows.release_canary import (
+    CanaryConfig,
+    CanaryConfigError,
+    DeviceReport,
+    Verdict,
+    decide,
+    ks_statistic,
+)
+from flows.release_config import (
+    DEFAULT_RELEASE_CONFIG,
+    ReleaseConfigError,
+    load_release_config,
+)
+
+CONFIG = CanaryConfig(min_frames=200, min_devices=2, min_baseline_frames=50)
+
+
+def frames(n: int, *, devices: int = 2, detections: float = 3.0, conf: float = 0.8,
+           infer_ms: float = 10.0, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    count = rng.poisson(detections, n)
+    confidence = np.clip(rng.normal(conf, 0.05, n), 0, 1)
+    return pd.DataFrame({
+        "device_id": [f"cam-{i % devices}" for i in range(n)],
+        "detections": count,
+        "conf_mean": np.where(count > 0, confidence, np.nan),  # None without detections
+        "infer_ms": rng.gamma(20, infer_ms / 20, n),
+    })
+
+
+REFERENCE = frames(300, devices=1, seed=1)
+PREVIOUS = frames(400, seed=2)
+
+
+def test_healthy_canary_is_promoted_with_every_comparison_made() -> None:
+    verdict = decide(frames(300, seed=3), release_version=2, reference=REFERENCE,
+                     previous=PREVIOUS, config=CONFIG)
+    assert verdict.verdict is Verdict.PROMOTE, verdict.reasons
+    assert {c.name for c in verdict.checks} == {
+        "error_devices", "detection_rate_vs_reference", "confidence_ks_vs_reference",
+        "detection_rate_vs_previous", "confidence_vs_previous", "latency_p95_vs_previous"}
+    assert verdict.reasons == [] and verdict.frames == 300 and verdict.devices == 2
+
+
+def test_too_few_frames_or_devices_waits() -> None:
+    few = decide(frames(150, seed=3), release_version=2, previous=PREVIOUS, config=CONFIG)
+    assert few.verdict is Verdict.WAIT
+    assert few.reasons == ["150 frames on the new release, 200 needed"]
+    lonely = decide(frames(300, devices=1, seed=3), release_version=2, config=CONFIG)
+    assert lonely.verdict is Verdict.WAIT
+    assert "1 canary devices sent frames on it, 2 needed" in lonely.reasons
+    assert decide(frames(0), release_version=2, config=CONFIG).verdict is Verdict.WAIT
+
+
+def test_fewer_detections_than_the_previous_version_rolls_back() -> None:
+    verdict = decide(frames(300, detections=2.0, seed=3), release_version=2, previous=PREVIOUS,
+                     config=CONFIG)
+    assert verdict.verdict is Verdict.ROLLBACK
+    (check,) = [c for c in verdict.checks if not c.passed]
+    assert check.name == "detection_rate_vs_previous" and check.value is not None
+    assert check.value > 0.2
+
+
+def test_confidence_distribution_unlike_the_reference_rolls_back() -> None:
+    verdict = decide(frames(300, conf=0.6, seed=3), release_version=2, reference=REFERENCE,
+                     config=CONFIG)
+    assert verdict.verdict is Verdict.ROLLBACK
+    assert [c.name for c in verdict.checks if not c.passed] == ["confidence_ks_vs_reference"]
+
+
+def test_slower_inference_than_the_previous_version_rolls_back() -> None:
+    verdict = decide(frames(300, infer_ms=20.0, seed=3), release_version=2, previous=PREVIOUS,
+                     config=CONFIG)
+    assert verdict.verdict is Verdict.ROLLBACK
+    assert [c.name for c in verdict.checks if not c.passed] == ["latency_p95_vs_previous"]
+    assert "p95 inference" in verdict.reasons[0]
+
+
+def test_device_errors_roll_back_without_waiting_for_frames() -> None:
+    devices = [DeviceReport("cam-0", 2), DeviceReport("cam-1", 2, last_error="health_check")]
+    verdict = decide(frames(20, seed=3), release_version=2, devices=devices, config=CONFIG)
+    assert verdict.verdict is Verdict.ROLLBACK
+    assert "cam-1" in verdict.reasons[0]
+
+
+def test_device_that_ran_the_release_and_went_back_counts_as_an_error() -> None:
+    devices = [DeviceReport("cam-0", 1), DeviceReport("cam-1", 2), DeviceReport("cam-9", 1)]
+    verdict = decide(frames(300, seed=3), release_version=2, devices=devices, config=CONFIG)
+    assert verdict.verdict is Verdict.ROLLBACK
+    assert verdict.checks[0].value == 1  # cam-9 never ran it: not counted
+
+
+def test_small_baselines_are_not_compared() -> None:
+    verdict = decide(frames(300, detections=1.0, seed=3), release_version=2,
+                     reference=REFERENCE.head(10), previous=PREVIOUS.head(10), config=CONFIG)
+    assert verdict.verdict is Verdict.PROMOTE
+    assert [c.name for c in verdict.checks] == ["error_devices"]
+
+
+def test_ks_statistic_is_zero_for_equal_and_one_for_disjoint_samples() -> None:
+    a = np.array([0.1, 0.2, 0.3])
+    assert ks_statistic(a, a) == 0.0
+    assert ks_statistic(a, a + 1.0) == 1.0
+    assert ks_statistic(a, np.empty(0)) == 0.0
+
+
+def test_bad_canary_settings_are_refused() -> None:
+    with pytest.raises(CanaryConfigError, match="min_frames"):
+        CanaryConfig(min_frames=0)
+    with pytest.raises(CanaryConfigError, match="whole number"):
+        CanaryConfig(max_error_devices=0.5)  # type: ignore[arg-type]
+    with pytest.raises(CanaryConfigError, match=">= 0"):
+        CanaryConfig(max_latency_p95_ratio=-1)
+
+
+def test_shipped_release_config_loads_and_unknown_keys_are_refused(tmp_path: Path) -> None:
+    config = load_release_config(DEFAULT_RELEASE_CONFIG)
+    assert config.canary_channel == "canary" and config.canary.min_frames >= 1
+    assert config.tuf_expiry.timestamp.days == 1
+    path = tmp_path / "release.yaml"
+    path.write_text("canary:\n  min_frame: 3\n")
+    with pytest.raises(ReleaseConfigError, match=r"unknown keys canary\.min_frame"):
+        load_release_config(path)
+    path.write_text("tuf_expiry_days: {timestamp: 0}\n")
+    with pytest.raises(ReleaseConfigError, match="timestamp"):
+        load_release_config(path)
+    path.write_text("canary_channel: stable\n")
+    with pytest.raises(ReleaseConfigError, match="both"):
+        load_release_config(path)
