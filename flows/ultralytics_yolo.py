@@ -25,6 +25,12 @@ class TrainSettings:
     threads: int = 0  # torch CPU threads; 0 = one per core (Ultralytics would leave one idle)
     cache: bool = True  # keep decoded images in RAM
     augment: Mapping[str, Any] = field(default_factory=dict)  # Ultralytics augmentation args
+    # Fine-tuning: None leaves Ultralytics' default (optimizer "auto" picks AdamW or SGD and a
+    # learning rate from the run's length; warm-up 3 epochs; nothing frozen).
+    optimizer: str = "auto"
+    lr0: float | None = None
+    warmup_epochs: float | None = None
+    freeze: int | None = None  # layers of the backbone kept fixed (10 = the whole backbone)
 
     def __post_init__(self) -> None:
         for name in ("imgsz", "epochs", "batch"):
@@ -32,6 +38,11 @@ class TrainSettings:
                 raise ValueError(f"train {name} must be >= 1, got {getattr(self, name)}")
         if self.imgsz % 32:
             raise ValueError(f"train imgsz must be a multiple of 32, got {self.imgsz}")
+
+    def tuning(self) -> dict[str, Any]:
+        """The fine-tuning arguments that are set, as Ultralytics' train() takes them."""
+        values = {"lr0": self.lr0, "warmup_epochs": self.warmup_epochs, "freeze": self.freeze}
+        return {k: v for k, v in values.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,8 @@ def train(data_yaml: Path, out_dir: Path, settings: TrainSettings, work_dir: Pat
         name="train",
         exist_ok=True,
         verbose=False,
+        optimizer=settings.optimizer,
+        **settings.tuning(),
         **dict(settings.augment),
     )
     if model.trainer is None:

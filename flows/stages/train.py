@@ -9,7 +9,8 @@ from pathlib import Path
 from flows.offline import use_offline_environment
 from flows.stages.params import stage_params
 
-KEYS = {"model", "imgsz", "epochs", "batch", "seed", "patience", "threads", "cache", "augment"}
+KEYS = {"model", "imgsz", "epochs", "batch", "seed", "patience", "threads", "cache", "augment",
+        "optimizer", "lr0", "warmup_epochs", "freeze"}
 
 
 def main() -> None:
