@@ -1,5 +1,6 @@
 """`edgeloop flows release`: sign and publish a gate-passing candidate to the canary channel, judge
-the canary, or apply a person's promote / rollback; re-sign expiring TUF metadata."""
+the canary, or apply a person's promote / rollback; re-sign expiring TUF metadata (once, or on a
+schedule with `--refresh --every SECONDS`)."""
 
 from __future__ import annotations
 
@@ -31,10 +32,14 @@ DIR = click.Path(file_okay=False)
 @click.option("--promote", "promote_id", metavar="RELEASE", default=None,
               help="A person's decision: promote RELEASE (the canary's) to stable.")
 @click.option("--rollback", "rollback_id", metavar="RELEASE", default=None,
-              help="A person's decision: roll back every channel that runs RELEASE.")
+              help="A person's decision: roll back every channel that runs RELEASE, by "
+                   "publishing the release it replaced again as a new version.")
 @click.option("--refresh", is_flag=True,
               help="Re-sign the TUF timestamp (and any role near expiry) and publish it; run "
-                   "it on a schedule shorter than the timestamp's expiry.")
+                   "it on a schedule shorter than the timestamp's expiry (see --every).")
+@click.option("--every", "every_s", type=click.IntRange(min=1), default=None, metavar="SECONDS",
+              help="With --refresh: serve the `release-refresh` flow every SECONDS in this "
+                   "process (blocks; must be below the timestamp's expiry).")
 @click.option("--project", default=".", show_default=True, type=DIR,
               help="Repository root (params.yaml, data/labelled, git).")
 @click.option("--hub-url", default=None, help="Hub URL (default: $EDGELOOP_HUB_URL, else "
@@ -51,7 +56,8 @@ DIR = click.Path(file_okay=False)
               help="Runtime state folder (Prefect home).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def release(candidate: str, gate: str, channel: str | None, watch: bool, decide: bool,
-            promote_id: str | None, rollback_id: str | None, refresh: bool, project: str,
+            promote_id: str | None, rollback_id: str | None, refresh: bool,
+            every_s: int | None, project: str,
             hub_url: str | None, config_path: str | None, tuf_repo: str | None,
             keys: str | None, var: str, as_json: bool) -> None:
     """Sign a gate-passing candidate (TUF), publish it to the hub on the canary channel and,
@@ -61,12 +67,22 @@ def release(candidate: str, gate: str, channel: str | None, watch: bool, decide:
                                    ("--rollback", rollback_id), ("--refresh", refresh)) if on]
     if len(modes) > 1:
         raise click.UsageError(f"{' and '.join(modes)} do not go together")
+    if every_s is not None and not refresh:
+        raise click.UsageError("--every goes with --refresh")
     common: dict[str, Any] = {"project": project, "hub_url": hub_url,
-                              "config_path": config_path}
+                              "config_path": config_path, "repo_dir": tuf_repo,
+                              "keys_dir": keys}
+    use_offline_environment(Path(var))  # before Prefect is first imported: it reads them then
     from flows.release_flow import load_release_settings
 
     # Settings and the config file fail as one line here, before Prefect starts.
-    settings = load_release_settings(os.environ, repo_dir=tuf_repo, keys_dir=keys, **common)
+    settings = load_release_settings(os.environ, **common)
+    if refresh and every_s is not None:
+        from flows.release_flow import check_refresh_interval, serve_release_refresh
+
+        check_refresh_interval(every_s, config_path)  # one line, before serving
+        serve_release_refresh(every_s, **common)
+        return
     if refresh:
         _refresh(settings, as_json)
         return
@@ -75,7 +91,6 @@ def release(candidate: str, gate: str, channel: str | None, watch: bool, decide:
 
         # A refused or incomplete candidate is one line, before Prefect starts.
         candidate_files(Path(project) / candidate, read_gate(Path(project) / gate))
-    use_offline_environment(Path(var))
     from flows.release_flow import canary_decision, human_decision
     from flows.release_flow import release as release_flow
 
@@ -87,7 +102,7 @@ def release(candidate: str, gate: str, channel: str | None, watch: bool, decide:
         outcome = canary_decision(watch=watch, **common)
     else:
         outcome = release_flow(candidate=candidate, gate=gate, channel=channel, watch=watch,
-                               repo_dir=tuf_repo, keys_dir=keys, **common)
+                               **common)
     _report(outcome, as_json)
 
 

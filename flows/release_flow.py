@@ -1,7 +1,9 @@
 """The release Prefect flows: `release` signs and publishes a gate-passing candidate to the canary
 channel (and with `watch`, waits for the canary's verdict); `release-canary` judges the canary's
-telemetry and promotes or rolls back; `release-decision` applies a human's promote / rollback.
-Each leaves a markdown artifact with the decision and its reasons.
+telemetry and promotes or rolls back; `release-decision` applies a human's promote / rollback;
+`release-refresh` re-signs the TUF timestamp (serve it on a schedule with
+`serve_release_refresh(interval_s)`). Each decision leaves a markdown artifact with its reasons.
+A rollback publishes the replaced release's files again as a new version (devices never go down).
 
 Thin: the work is in `flows.release_run` (publishing, fetching the canary's telemetry),
 `flows.release_canary` (the verdict) and `flows.release_tuf` (signing). Import this module after
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -39,6 +42,7 @@ from flows.release_run import (
     params_hash,
     publish,
     read_gate,
+    refresh_signatures,
     verdict_markdown,
 )
 from flows.release_tuf import ReleaseRepository
@@ -65,10 +69,13 @@ class ReleaseSettings:
     def repository(self) -> ReleaseRepository:
         """The TUF repository, created (root v1, new keys) on the first release."""
         if (self.repo_dir / "metadata" / "root.json").is_file():
-            return ReleaseRepository.open(self.repo_dir, self.keys_dir,
-                                          expiry=self.config.tuf_expiry)
+            return self.signed_repository()
         return ReleaseRepository.create(self.repo_dir, self.keys_dir,
                                         expiry=self.config.tuf_expiry)
+
+    def signed_repository(self) -> ReleaseRepository:
+        """The existing TUF repository; refused when there is none (nothing was signed yet)."""
+        return ReleaseRepository.open(self.repo_dir, self.keys_dir, expiry=self.config.tuf_expiry)
 
 
 def load_release_settings(environ: Mapping[str, str], *, project: str = ".",
@@ -124,7 +131,7 @@ def publish_candidate(settings: ReleaseSettings, candidate: Path, gate_path: Pat
             files, version=version, signature=input_signature(files[MODEL_FILE]),
             metrics=gate.metrics, lineage=lineage,
             expires_in=timedelta(days=settings.config.manifest_expiry_days))
-        publish(client, repo, manifest, files, channel)
+        publish(client, repo, manifest, files, [channel])
     get_run_logger().info("release %s (version %d, %s model) signed and assigned to %s",
                           manifest.release_id, version, gate.artefact, channel)
     return manifest
@@ -141,9 +148,10 @@ def judge(settings: ReleaseSettings, manifest: ReleaseManifest) -> CanaryVerdict
 
 
 @task(cache_policy=NO_CACHE)
-def apply(settings: ReleaseSettings, verdict: Verdict) -> str:
+def apply(settings: ReleaseSettings, manifest: ReleaseManifest, verdict: Verdict) -> str:
     with settings.client() as client:
-        return apply_verdict(client, verdict, settings.config)
+        return apply_verdict(client, settings.signed_repository, manifest, verdict,
+                             settings.config)
 
 
 def watch_canary(settings: ReleaseSettings, manifest: ReleaseManifest, watch: bool,
@@ -161,7 +169,7 @@ def watch_canary(settings: ReleaseSettings, manifest: ReleaseManifest, watch: bo
 
 def conclude(settings: ReleaseSettings, manifest: ReleaseManifest,
              verdict: CanaryVerdict) -> ReleaseOutcome:
-    action = apply(settings, verdict.verdict)
+    action = apply(settings, manifest, verdict.verdict)
     create_markdown_artifact(verdict_markdown(manifest, verdict, action), key=ARTIFACT_KEY,
                              description=f"Canary verdict on release {manifest.release_id}")
     return ReleaseOutcome(manifest, verdict.verdict, action, verdict.reasons)
@@ -198,11 +206,13 @@ def release(candidate: str = "models/candidate", gate: str = "metrics/gate.json"
 
 @flow(name="release-canary")
 def canary_decision(watch: bool = False, project: str = ".", hub_url: str | None = None,
-                    config_path: str | None = None, poll_s: float | None = None,
+                    config_path: str | None = None, repo_dir: str | None = None,
+                    keys_dir: str | None = None, poll_s: float | None = None,
                     timeout_s: float | None = None) -> ReleaseOutcome:
     """Judge the release the canary channel runs from its telemetry: promote, roll back, wait."""
     settings = load_release_settings(os.environ, project=project, hub_url=hub_url,
-                                     config_path=config_path)
+                                     config_path=config_path, repo_dir=repo_dir,
+                                     keys_dir=keys_dir)
     with settings.client() as client:
         manifest = client.channel(settings.config.canary_channel).release
     if manifest is None:
@@ -213,34 +223,66 @@ def canary_decision(watch: bool = False, project: str = ".", hub_url: str | None
 
 @flow(name="release-decision")
 def human_decision(release_id: str, action: str, who: str = "a human", project: str = ".",
-                   hub_url: str | None = None, config_path: str | None = None) -> ReleaseOutcome:
-    """A person's decision: `promote` the canary's release to stable, or `rollback` every
-    channel that runs `release_id` now."""
+                   hub_url: str | None = None, config_path: str | None = None,
+                   repo_dir: str | None = None, keys_dir: str | None = None) -> ReleaseOutcome:
+    """A person's decision: `promote` the canary's release to stable, or roll back every
+    channel that runs `release_id` now (to the files of the release it replaced, as a new
+    version)."""
     if action not in ("promote", "rollback"):
         raise ReleaseError(f"action {action!r} is not promote or rollback")
     settings = load_release_settings(os.environ, project=project, hub_url=hub_url,
-                                     config_path=config_path)
+                                     config_path=config_path, repo_dir=repo_dir,
+                                     keys_dir=keys_dir)
     config = settings.config
+    verdict = Verdict.PROMOTE if action == "promote" else Verdict.ROLLBACK
     with settings.client() as client:
         manifest = client.release(release_id)
-        running = {ch: client.channel(ch).release
-                   for ch in (config.canary_channel, config.stable_channel)}
-        on = [ch for ch, m in running.items() if m is not None and m.release_id == release_id]
-        if action == "promote":
-            if config.canary_channel not in on:
-                raise ReleaseError(f"channel {config.canary_channel} does not run {release_id}: "
-                                   "only the canary's release is promoted")
-            done = apply_verdict(client, Verdict.PROMOTE, config)
-        else:
-            if not on:
-                raise ReleaseError(f"no channel runs {release_id}: nothing to roll back")
-            done = "; ".join(f"rolled {ch} back: it now runs "
-                             f"{(s.release.release_id if s.release else 'nothing')}"
-                             for ch in on for s in [client.rollback(ch)])
-    verdict = Verdict.PROMOTE if action == "promote" else Verdict.ROLLBACK
+        canary = client.channel(config.canary_channel).release
+        if verdict is Verdict.PROMOTE and (canary is None or canary.release_id != release_id):
+            raise ReleaseError(f"channel {config.canary_channel} does not run {release_id}: "
+                               "only the canary's release is promoted")
+        done = apply_verdict(client, settings.signed_repository, manifest, verdict, config)
     create_markdown_artifact(
         f"# Release {release_id} (version {manifest.version}): **{verdict.value.upper()}**\n\n"
         f"Decided by {who}. Action: {done}.\n", key=ARTIFACT_KEY,
         description=f"{action} of release {release_id} by {who}")
     get_run_logger().info("%s of %s by %s: %s", action, release_id, who, done)
     return ReleaseOutcome(manifest, verdict, done, [f"decided by {who}"], human=True)
+
+
+@flow(name="release-refresh")
+def refresh(project: str = ".", hub_url: str | None = None, config_path: str | None = None,
+            repo_dir: str | None = None, keys_dir: str | None = None) -> list[str]:
+    """Re-sign the TUF timestamp (and any role expiring within the timestamp's lifetime) and
+    publish it to the hub: devices refuse an expired timestamp, so this runs on a schedule."""
+    settings = load_release_settings(os.environ, project=project, hub_url=hub_url,
+                                     config_path=config_path, repo_dir=repo_dir,
+                                     keys_dir=keys_dir)
+    with settings.client() as client:
+        roles = refresh_signatures(client, settings.signed_repository(),
+                                   settings.config.tuf_expiry.timestamp)
+    get_run_logger().info("re-signed and published: %s", ", ".join(roles))
+    return roles
+
+
+def release_refresh_deployment(interval_s: int, **parameters: Any) -> Any:
+    """`release-refresh` as a deployment run every `interval_s` seconds, for `prefect.serve(...)`
+    beside other flows (or `refresh.from_source(...).deploy(work_pool_name=..., interval=...)`).
+    Refuses an interval the timestamp would expire within."""
+    check_refresh_interval(interval_s, parameters.get("config_path"))
+    return refresh.to_deployment(name="release-refresh", interval=interval_s,
+                                 parameters=parameters)
+
+
+def serve_release_refresh(interval_s: int, **parameters: Any) -> None:
+    """Serve `release-refresh` on its schedule in this process (blocks until stopped)."""
+    check_refresh_interval(interval_s, parameters.get("config_path"))
+    refresh.serve(name="release-refresh", interval=interval_s, parameters=parameters)
+
+
+def check_refresh_interval(interval_s: int, config_path: str | None = None) -> None:
+    timestamp = load_release_config(Path(config_path) if config_path
+                                    else DEFAULT_RELEASE_CONFIG).tuf_expiry.timestamp
+    if interval_s < 1 or interval_s >= timestamp.total_seconds():
+        raise ReleaseError(f"refresh interval {interval_s} s must be at least 1 and below the "
+                           f"timestamp's expiry ({timestamp.total_seconds():g} s)")

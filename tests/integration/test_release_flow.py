@@ -1,7 +1,8 @@
 """The release flows under Prefect's test harness against a real hub on loopback: a gate-passing
 candidate is signed and published to canary, devices post telemetry on it, and the canary verdict
-promotes it to stable or rolls the canary back; a person's promote and rollback; what the hub then
-serves verifies with tuf.ngclient."""
+promotes it to stable or rolls the canary back (the good files again, as a new version a device's
+floor accepts); a person's promote and rollback; what the hub then serves verifies with
+tuf.ngclient."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
 from edge_runtime.contract import DeviceStatus, ReleaseManifest, TelemetryBatch
+from edge_runtime.update_policy import VersionBelowFloor, check_version_floor
 from flows.release_canary import Verdict
 from flows.release_run import ReleaseError
 from flows.release_tuf import TARGET_MANIFEST_FIELD
@@ -104,6 +106,10 @@ def publish(hub: RunningHub, project: Path, tag: str) -> ReleaseManifest:
     outcome = release(git_commit="c0ffee" * 6 + "abcd", **flow_args(hub, project))
     assert outcome.verdict is None and outcome.action == "assigned to canary"
     return outcome.manifest
+
+
+def sha256s(manifest: ReleaseManifest) -> dict[str, str]:
+    return {f.name: f.sha256 for f in manifest.files}
 
 
 def model_version(manifest: ReleaseManifest) -> str:
@@ -188,36 +194,80 @@ def test_healthy_canary_is_promoted_and_what_devices_verify_is_that_release(
         assert client.assignment() == v2
 
 
-def test_worse_canary_is_rolled_back_with_its_reasons(harness, sqlite_hub, project,
-                                                     fleet) -> None:
+def test_worse_canary_is_rolled_back_by_publishing_the_good_files_as_a_new_version(
+        harness, sqlite_hub, project, fleet, tmp_path) -> None:
     from flows.release_flow import canary_decision
 
     v1 = stable_on_v1(sqlite_hub, project, fleet)
     v2 = publish(sqlite_hub, project, "v2")
+    token = next(iter(fleet["canary"].values()))
+    trusted_root = (project / "var/releases/tuf/metadata/1.root.json").read_bytes()
+    device_updater(sqlite_hub, token, tmp_path / "device", trusted_root).refresh()  # took v2
     run_devices(sqlite_hub, fleet["canary"], v2, 300, seed=20, worse=True)
     outcome = canary_decision(**flow_args(sqlite_hub, project))
     assert outcome.verdict is Verdict.ROLLBACK
     assert any("vs previous version" in r for r in outcome.reasons)
     with sqlite_hub.admin() as admin:
-        assert admin.channel("canary").release == v1  # back to what it ran before
+        v3 = admin.channel("canary").release
         assert admin.channel("stable").release == v1
+    assert v3 is not None and v3.release_id == "v3-rollback-of-v2" and v3.version == 3
+    assert sha256s(v3) == sha256s(v1) and v3.lineage.parent_release == v2.release_id
+    assert v3.metrics["rollback_of_version"] == 2 and v3.metrics["restores_version"] == 1
+    assert outcome.action == (f"rolled canary back to the files of {v1.release_id}: published "
+                              "them again as v3-rollback-of-v2 (version 3)")
     markdown = artifact_markdown()
     assert "**ROLLBACK**" in markdown and "detection_rate_vs_previous | FAIL" in markdown
 
+    device = device_updater(sqlite_hub, token, tmp_path / "device", trusted_root)
+    device.refresh()
+    info = device.get_targetinfo(f"{v3.release_id}/model.onnx")
+    assert info is not None
+    signed = ReleaseManifest.model_validate(info.custom[TARGET_MANIFEST_FIELD])
+    assert signed == v3 and signed.version > v2.version
+    check_version_floor(signed, v2.version)  # the device that activated v2 moves forward
+    model = Path(device.download_target(info))
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == sha256s(v1)["model.onnx"]
+    with sqlite_hub.device(token) as client:
+        assert client.assignment() == v3
 
-def test_person_promotes_only_the_canarys_release_and_rolls_back(harness, sqlite_hub, project,
-                                                                 fleet) -> None:
+
+def test_moving_a_channel_back_to_the_older_release_is_refused_by_device_floors(
+        harness, sqlite_hub, project, fleet) -> None:
+    """Why a rollback publishes a new version: the hub's channel rollback (kept for admins)
+    assigns the older release, which a device that activated the newer one refuses."""
+    v1 = stable_on_v1(sqlite_hub, project, fleet)
+    v2 = publish(sqlite_hub, project, "v2")
+    token = next(iter(fleet["canary"].values()))
+    with sqlite_hub.admin() as admin:
+        admin.rollback("canary")
+    with sqlite_hub.device(token) as client:
+        assigned = client.assignment()
+    assert assigned == v1
+    with pytest.raises(VersionBelowFloor, match=f"below this device's floor {v2.version}"):
+        check_version_floor(assigned, v2.version)
+
+
+def test_person_promotes_only_the_canarys_release_and_rolls_back_every_channel(
+        harness, sqlite_hub, project, fleet) -> None:
     from flows.release_flow import human_decision
 
     v1 = stable_on_v1(sqlite_hub, project, fleet)
     v2 = publish(sqlite_hub, project, "v2")
     with pytest.raises(ReleaseError, match="only the canary's release is promoted"):
         human_decision(v1.release_id, "promote", **flow_args(sqlite_hub, project))
+    human_decision(v2.release_id, "promote", **flow_args(sqlite_hub, project))
     outcome = human_decision(v2.release_id, "rollback", who="ops",
                              **flow_args(sqlite_hub, project))
     assert outcome.verdict is Verdict.ROLLBACK and outcome.human
-    assert outcome.action == f"rolled canary back: it now runs {v1.release_id}"
+    assert outcome.action == (f"rolled canary, stable back to the files of {v1.release_id}: "
+                              "published them again as v3-rollback-of-v2 (version 3)")
+    with sqlite_hub.admin() as admin:
+        running = {ch: admin.channel(ch).release for ch in ("canary", "stable")}
+    v3 = running["canary"]
+    assert v3 is not None and running["stable"] == v3 and sha256s(v3) == sha256s(v1)
     assert "Decided by ops" in artifact_markdown()
+    with pytest.raises(ReleaseError, match="no channel runs"):
+        human_decision(v2.release_id, "rollback", **flow_args(sqlite_hub, project))
 
 
 def test_release_watch_waits_for_canary_frames_then_promotes(harness, sqlite_hub, project,
@@ -266,6 +316,20 @@ def test_refresh_resigns_the_timestamp_the_hub_serves(sqlite_hub, project) -> No
     assert served["signed"]["version"] == 2
 
 
+def test_refresh_is_a_prefect_deployment_with_the_given_interval(project) -> None:
+    from flows.release_flow import release_refresh_deployment
+
+    config = str(project / "release.yaml")
+    deployment = release_refresh_deployment(6 * 3600, project=str(project), config_path=config)
+    assert deployment.name == "release-refresh"
+    assert deployment.schedules[0].schedule.interval == timedelta(hours=6)
+    assert deployment.parameters == {"project": str(project), "config_path": config}
+    with pytest.raises(ReleaseError, match="below the timestamp's expiry"):
+        release_refresh_deployment(86400)  # the timestamp (1 day) would lapse between runs
+    with pytest.raises(ReleaseError, match="at least 1"):
+        release_refresh_deployment(0)
+
+
 def test_refused_candidate_is_not_published(harness, sqlite_hub, project) -> None:
     from flows.release_flow import release
 
@@ -287,6 +351,8 @@ def test_cli_refuses_before_starting_prefect(project, sqlite_hub) -> None:
     assert refused.exit_code == 1 and "gate refused this candidate" in str(refused.exception)
     both = runner.invoke(release, [*args, "--decide", "--refresh"])
     assert both.exit_code == 2 and "do not go together" in both.output
+    every = runner.invoke(release, [*args, "--every", "3600"])
+    assert every.exit_code == 2 and "--every goes with --refresh" in every.output
     no_token = runner.invoke(release, args, env={"EDGELOOP_ADMIN_TOKEN": ""})
     assert "EDGELOOP_ADMIN_TOKEN" in str(no_token.exception)
 
