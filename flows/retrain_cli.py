@@ -21,8 +21,11 @@ from flows.offline import use_offline_environment
               help="Repository root holding dvc.yaml.")
 @click.option("--var", default="var", show_default=True, type=click.Path(file_okay=False),
               help="Runtime state folder (Prefect home, tool settings).")
+@click.option("--release", "then_release", is_flag=True,
+              help="Hand a passing candidate to the release flow (signed, into the canary "
+                   "channel; hub settings as `edgeloop flows release`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def retrain(dataset: str | None, repo: str, var: str, as_json: bool) -> None:
+def retrain(dataset: str | None, repo: str, var: str, then_release: bool, as_json: bool) -> None:
     """Fine-tune the champion on the labelled data, export ONNX fp32 + int8, evaluate both
     through the edge runtime and gate the candidate (dvc repro of the retrain stages, as the
     `retrain` Prefect flow). Exits 1 when the gate refuses the candidate, saying why."""
@@ -45,7 +48,8 @@ def retrain(dataset: str | None, repo: str, var: str, as_json: bool) -> None:
                 bar.update(1)
 
         try:
-            candidate = retrain_flow(repo=repo, dataset=dataset, on_stage=on_stage)
+            candidate = retrain_flow(repo=repo, dataset=dataset, release=then_release,
+                                     on_stage=on_stage)
         except RetrainError as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:

@@ -52,9 +52,10 @@ def run_pipeline(repo: Path, on_stage: Callable[[str], None] | None = None) -> N
 
 
 @flow(name="retrain")
-def retrain(repo: str = ".", dataset: str | None = None,
+def retrain(repo: str = ".", dataset: str | None = None, release: bool = False,
             on_stage: Callable[[str], None] | None = None) -> Candidate:
-    """Fine-tune the champion on `dataset` (a git revision; default HEAD), export and gate it."""
+    """Fine-tune the champion on `dataset` (a git revision; default HEAD), export and gate it;
+    with `release`, a candidate that passes goes on to the `release` flow (signed, canary)."""
     root = Path(repo).resolve()
     logger = get_run_logger()
     pinned = pin(root, dataset)
@@ -64,9 +65,13 @@ def retrain(repo: str = ".", dataset: str | None = None,
     create_markdown_artifact(comparison_markdown(candidate), key=ARTIFACT_KEY,
                              description="Champion vs challenger and the release gate")
     if candidate.ship:
-        # The release flow (signed releases, canary) takes it from here.
         logger.info("candidate passes the gate: ship %s (%s)", candidate.artefact,
                     candidate.model)
+        if release:
+            from flows.release_flow import release as release_flow
+
+            outcome = release_flow(project=str(root))
+            logger.info("released as %s: %s", outcome.manifest.release_id, outcome.action)
     else:
         logger.warning("candidate refused by the gate: %s", "; ".join(candidate.reasons))
     return candidate
