@@ -2,6 +2,7 @@
 
 Capture runs on its own thread ahead of inference; the spool writer and the uplink have their
 own threads too, so the inference thread only runs the model and the per-frame monitor step.
+With model updates on (`edge_runtime.update_loop`), the model is swapped between two frames.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
-from edge_runtime.contract import DeviceStatus, FrameStats
+import numpy as np
+
+from edge_runtime.contract import DeviceStatus, FrameStats, UpdateReport
 from edge_runtime.detector import Detector, Inference, Prepared
 from edge_runtime.sampling import Sampler, frame_view, thumbnail_hash, to_sample_meta
 from edge_runtime.sources import CapturedFrame
@@ -47,6 +51,17 @@ class Step:
     result: MonitorResult
     infer_ms: float  # letterbox, network, decode
     monitor_ms: float  # thumbnail, telemetry, sampling decision, hand-off to the spool
+    inference: Inference
+
+
+class ModelUpdates(Protocol):
+    """Model updates beside the agent (`edge_runtime.update_loop.UpdateLoop`)."""
+
+    def after_frame(self, image: np.ndarray, inference: Inference) -> Detector | None:
+        """Called between frames; a Detector returned serves from the next frame on."""
+        ...
+
+    def report(self) -> UpdateReport: ...
 
 
 class Monitor:
@@ -142,8 +157,10 @@ def captured_ahead(frames: Iterable[CapturedFrame], depth: int = CAPTURE_AHEAD
 
 
 class Agent:
-    def __init__(self, detector: Detector, monitor: Monitor, spool: Spool) -> None:
+    def __init__(self, detector: Detector, monitor: Monitor, spool: Spool, *,
+                 updates: ModelUpdates | None = None) -> None:
         self.detector, self.monitor, self.spool = detector, monitor, spool
+        self.updates = updates
         self.started = time.monotonic()
         self.frames = 0
         self.kept = 0
@@ -155,6 +172,10 @@ class Agent:
         window_start, window_frames = time.monotonic(), 0
         for frame in captured_ahead(frames):
             step = self.step(frame)
+            if self.updates is not None:
+                swapped = self.updates.after_frame(frame.image, step.inference)
+                if swapped is not None:
+                    self.use(swapped)
             self._infer_ms.append(step.infer_ms)
             self._monitor_ms.append(step.monitor_ms)
             result = step.result
@@ -183,7 +204,11 @@ class Agent:
         t4 = time.perf_counter()
         thumb_s = prepared.thumb_ms / 1000  # taken inside prepare, but it is monitoring work
         return Step(result, 1000 * (t1 - t0 - thumb_s + t3 - t2),
-                    1000 * (thumb_s + t2 - t1 + t4 - t3))
+                    1000 * (thumb_s + t2 - t1 + t4 - t3), inference)
+
+    def use(self, detector: Detector) -> None:
+        """Serve `detector` from the next frame on (its version goes into the telemetry)."""
+        self.detector = self.monitor.detector = detector
 
     def progress(self, fps: float) -> Progress:
         spool = self.spool.stats()
@@ -201,6 +226,7 @@ class Agent:
     def status(self, last_error: str | None = None) -> DeviceStatus:
         """The heartbeat the uplink sends."""
         spool = self.spool.stats()
+        update = self.updates.report() if self.updates is not None else None
         dropped = {k: v for k, v in spool.counters.items() if k.startswith(("dropped", "rej"))}
         dropped.update({f"sampler.{k}": v
                         for k, v in self.monitor.sampler.counters().as_dict().items()})
@@ -208,6 +234,7 @@ class Agent:
             device_id=self.monitor.device_id,
             sent_at=datetime.now(UTC),
             model_version=self.detector.info.version,
+            release_version=(update.version or 0) if update is not None else 0,
             uptime_s=time.monotonic() - self.started,
             frames_seen=self.frames,
             spool_telemetry=spool.pending_telemetry,
@@ -215,4 +242,5 @@ class Agent:
             spool_bytes=spool.bytes,
             dropped=dropped,
             last_error=last_error,
+            update=update,
         )

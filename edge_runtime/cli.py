@@ -1,13 +1,18 @@
-"""`edgeloop edge`: run the device agent, replay images through its pipeline, benchmark it."""
+"""`edgeloop edge`: run the device agent, provision its model updates, replay images through
+its pipeline, benchmark it."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edge_runtime.detector import Detector
+
+if TYPE_CHECKING:
+    from edge_runtime.update_loop import UpdateLoop
 
 MODEL = click.option("--model", required=True, type=click.Path(path_type=Path, dir_okay=False),
                      help="YOLO detection model exported to ONNX.")
@@ -48,8 +53,57 @@ def replay(model: Path, source: Path, out: Path, imgsz: int | None, threads: int
     click.echo(f"wrote {len(rows)} rows to {out} (model {detector.info.version})")
 
 
+def _release_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from pydantic import TypeAdapter, ValidationError
+
+    from edge_runtime.contract import Name
+
+    try:
+        return TypeAdapter(Name).validate_python(value)
+    except ValidationError:
+        raise click.BadParameter(f"{value!r} is not a release name (letters, digits, '_.-', "
+                                 "at most 64)") from None
+
+
 @edge.command()
-@MODEL
+@click.option("--state", "state_dir", required=True,
+              type=click.Path(path_type=Path, file_okay=False),
+              help="The updater's state folder to create (kept on persistent storage).")
+@click.option("--trusted-root", required=True,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="The release repository's trusted TUF root (1.root.json), shipped with "
+                   "the device.")
+@click.option("--model", required=True,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="The first model (YOLO detection model exported to ONNX).")
+@click.option("--release-id", default="factory", show_default=True, callback=_release_name,
+              help="The release the first model is.")
+@click.option("--version", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Its release version: releases below it are refused.")
+def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
+              version: int) -> None:
+    """First install: the trusted root and the first model, for `edge run --state`."""
+    from edge_runtime.slots import SlotError
+    from edge_runtime.updater import Updater, UpdaterError
+
+    try:
+        pointer = Updater.provision(state_dir, trusted_root, model, release_id=release_id,
+                                    version=version)
+    except (UpdaterError, SlotError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"provisioned {state_dir}: release {pointer.content.release_id} "
+               f"v{pointer.content.version} in slot {pointer.slot.value}")
+
+
+@edge.command()
+@click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="YOLO detection model exported to ONNX (or --state).")
+@click.option("--state", "state_dir", default=None,
+              type=click.Path(path_type=Path, file_okay=False),
+              help="The updater's state folder, made by `edge provision` (instead of --model).")
+@click.option("--update-every", default=60.0, show_default=True,
+              type=click.FloatRange(min=0.1),
+              help="Seconds between polls of the hub for a new release (with --state).")
 @click.option("--source", required=True,
               help="Image folder, video file, camera index, rtsp/http URL, or sim:SCENARIO.")
 @click.option("--hub", "hub_url", default=None, help="Hub URL; without it the spool only fills.")
@@ -68,10 +122,15 @@ def replay(model: Path, source: Path, out: Path, imgsz: int | None, threads: int
 @THREADS
 @click.option("--log-every", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between progress lines.")
-def run(model: Path, source: str, hub_url: str | None, device_id: str, token: str | None,
-        spool_dir: Path, spool_mb: int, sampling_path: Path, max_frames: int | None,
-        imgsz: int | None, threads: int, log_every: float) -> None:
-    """Run the agent: infer on every frame, log telemetry, keep samples, upload when online."""
+def run(model: Path | None, state_dir: Path | None, update_every: float, source: str,
+        hub_url: str | None, device_id: str, token: str | None, spool_dir: Path, spool_mb: int,
+        sampling_path: Path, max_frames: int | None, imgsz: int | None, threads: int,
+        log_every: float) -> None:
+    """Run the agent: infer on every frame, log telemetry, keep samples, upload when online.
+
+    With --state it serves the release the updater installed, and installs the releases the
+    hub assigns while it runs: a new model that fails on live frames is rolled back.
+    """
     import numpy as np
 
     from edge_runtime.agent import Agent, Monitor
@@ -84,7 +143,18 @@ def run(model: Path, source: str, hub_url: str | None, device_id: str, token: st
 
     if hub_url and not token:
         raise click.UsageError("--hub needs --token (or EDGELOOP_DEVICE_TOKEN)")
-    detector = Detector(model, imgsz=imgsz, threads=threads)
+    updates: UpdateLoop | None = None
+    if state_dir is not None:
+        if model is not None or imgsz is not None:
+            raise click.UsageError("--state serves the release installed there: it cannot go "
+                                   "with --model or --imgsz")
+        if not (hub_url and token):
+            raise click.UsageError("--state needs --hub and --token: releases come from the hub")
+        detector, updates = _model_updates(state_dir, hub_url, token, threads, update_every)
+    elif model is not None:
+        detector = Detector(model, imgsz=imgsz, threads=threads)
+    else:
+        raise click.UsageError("give --model, or --state for a device with model updates")
     config = load_sampling_config(sampling_path)
     frames = open_source(source, sim_name=device_id)
     spool = Spool(spool_dir / f"{device_id}.sqlite", SpoolBudget(max_bytes=spool_mb * 2**20))
@@ -92,12 +162,16 @@ def run(model: Path, source: str, hub_url: str | None, device_id: str, token: st
     band = config.uncertain.band if config.uncertain else UncertaintyBand()
     monitor = Monitor(detector, build_sampler(config, np.random.default_rng()), writer,
                       device_id=device_id, band=band)
-    agent = Agent(detector, monitor, spool)
+    agent = Agent(detector, monitor, spool, updates=updates)
     uplink = None
     if hub_url and token:
         uplink = Uplink(spool, UplinkConfig(hub_url=hub_url, device_id=device_id, token=token),
                         device_status=agent.status)
         uplink.start()
+    if updates is not None:
+        if uplink is not None:
+            updates.on_change = uplink.send_heartbeat  # the hub learns of a swap or a rollback
+        updates.start()
     click.echo(f"edge agent {device_id}: model {detector.info.version} "
                f"({', '.join(detector.info.names)}) on {detector.info.providers[0]}, "
                f"source {source}, spool {spool.path}", err=True)
@@ -107,13 +181,31 @@ def run(model: Path, source: str, hub_url: str | None, device_id: str, token: st
     except KeyboardInterrupt:
         final = agent.progress(0.0)
     finally:
+        if updates is not None:
+            updates.stop()
         writer.close()
         if uplink:
             uplink.stop(timeout=10)
             uplink.flush()  # what the last seconds logged goes out before we exit
+            uplink.send_heartbeat()  # and where the device ended up
             uplink.close()
     click.echo(final.line(), err=True)
     spool.close()
+
+
+def _model_updates(state_dir: Path, hub_url: str, token: str, threads: int,
+                   every_s: float) -> tuple[Detector, UpdateLoop]:
+    """The model the updater installed, and the loop that installs the next ones."""
+    from edge_runtime.slots import SlotError
+    from edge_runtime.update_loop import UpdateLoop, UpdateLoopConfig, open_updater
+    from edge_runtime.updater import UpdaterError
+
+    try:
+        updater, detector = open_updater(state_dir, hub_url=hub_url, token=token,
+                                         threads=threads)
+    except (UpdaterError, SlotError) as error:
+        raise click.ClickException(str(error)) from None
+    return detector, UpdateLoop(updater, UpdateLoopConfig(every_s=every_s))
 
 
 @edge.command()

@@ -129,6 +129,18 @@ class SampleMeta(_Record):
         return f"{self.device_id}/{self.frame_id}"
 
 
+class UpdateReport(_Record):
+    """Where the device's model updater stands, and how its last update ended."""
+
+    phase: Annotated[str, StringConstraints(max_length=32)]  # idle, downloading, health_check...
+    release_id: Name | None = None  # the release serving now
+    version: Annotated[int, Field(ge=0)] | None = None
+    target_release: Name | None = None  # the release the last update was about
+    refusal: Annotated[str, StringConstraints(max_length=32)] | None = None  # why it was refused
+    detail: Annotated[str, StringConstraints(max_length=500)] | None = None  # or rolled back
+    at: Timestamp | None = None  # when the last update ended
+
+
 class DeviceStatus(_Record):
     """A device's heartbeat: what it runs and how its spool is doing."""
 
@@ -143,6 +155,7 @@ class DeviceStatus(_Record):
     spool_bytes: Annotated[int, Field(ge=0)]
     dropped: dict[Annotated[str, StringConstraints(max_length=64)], Annotated[int, Field(ge=0)]]
     last_error: Annotated[str, StringConstraints(max_length=500)] | None = None
+    update: UpdateReport | None = None  # absent from devices without the updater
 
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]

@@ -531,6 +531,21 @@ class Updater:
                                   "blocked": self._blocked()})
         return self.open_active()
 
+    def resume_trial(self, *, baseline_rate: float | None) -> None:
+        """Beside a live agent: judge the model a restart left on trial from the next frame on.
+
+        `baseline_rate` is the previous model's share of frames with a detection (see
+        `activate`); `observe()` then takes each live frame the model on trial serves.
+        """
+        if self.phase is not Phase.HEALTH_CHECK:
+            raise UpdaterError(f"no model is on trial (phase {self.phase.value})")
+        self._live, self._baseline = [], baseline_rate
+
+    def refused_before(self, release_id: str) -> Refusal | None:
+        """Why `release_id` failed on this device for good (it is not tried again), else None."""
+        refusal = self._blocked().get(release_id)
+        return Refusal(refusal) if refusal else None
+
     def observe(self, frame: LiveFrame) -> HealthVerdict:
         """One live frame served by the model on trial; concludes once the verdict is known."""
         if self.phase is not Phase.HEALTH_CHECK:
