@@ -116,7 +116,9 @@ class SpoolWriter:
                 batch.append(item)
             elif isinstance(item, tuple):
                 self._write(partial(self._commit_sample, *item))
-            if item is _STOP or item is None or len(batch) >= self.flush_every:
+            # Flush on a full batch, on the deadline (also while frames keep arriving), on stop.
+            due = bool(batch) and time.monotonic() >= deadline
+            if item is _STOP or item is None or due or len(batch) >= self.flush_every:
                 self._write(partial(self._commit_telemetry, batch))
                 batch = []
             if item is _STOP:
