@@ -106,7 +106,7 @@ def device_list(as_json: bool, hub_url: str | None, admin_token: str | None) -> 
             click.echo(record.model_dump_json())
         return
     header = ("DEVICE", "CHANNEL", "STATE", "MODEL", "LAST SEEN", "SPOOL (rec/frames/MB)",
-              "DROPPED", "FRAMES SEEN")
+              "DROPPED", "FRAMES SEEN", "UPDATE")
     rows = [header] + [_row(r) for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
@@ -119,12 +119,21 @@ def _row(record: Any) -> tuple[str, ...]:
     seen = "never" if record.last_seen is None else _ago(record.last_seen)
     state = "revoked" if record.revoked else "active"
     if status is None:
-        return (record.device_id, record.channel, state, "-", seen, "-", "-", "-")
+        return (record.device_id, record.channel, state, "-", seen, "-", "-", "-", "-")
     spool = (f"{status.spool_telemetry}/{status.spool_samples}/"
              f"{status.spool_bytes / 1e6:.1f}")
     dropped = ",".join(f"{k}={v}" for k, v in sorted(status.dropped.items()) if v) or "0"
     return (record.device_id, record.channel, state, status.model_version, seen, spool,
-            dropped, str(status.frames_seen))
+            dropped, str(status.frames_seen), _update(status.update))
+
+
+def _update(report: Any) -> str:
+    """The device's last update step: phase, and a refusal or rollback with its reason."""
+    if report is None:
+        return "-"
+    target = f" -> {report.target_release}" if report.target_release else ""
+    refused = f" REFUSED {report.refusal}: {report.detail}" if report.refusal else ""
+    return f"{report.phase}{target}{refused}"[:120]
 
 
 def _ago(moment: datetime) -> str:
