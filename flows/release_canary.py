@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flows.retrain_gate import Check  # one check record for every verdict
+
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
 
@@ -63,15 +65,6 @@ class DeviceReport:
     device_id: str
     release_version: int  # what the device says it runs (0: unknown)
     last_error: str | None = None
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    value: float | None
-    limit: float | None
-    detail: str
 
 
 @dataclass(frozen=True)
