@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, TypeAdapter
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 
 from hub import registry, releases, samples, telemetry, tuf_store
 from hub.api_device import (
+    NAME_PATTERN,
     PathName,
     json_response,
     multipart_doc,
@@ -23,6 +24,7 @@ from hub.api_device import (
 )
 from hub.app import hub_of
 from hub.blobs import blob_chunks
+from hub.db import BIGINT_MAX
 from hub.errors import Invalid
 from hub.models import (
     ChannelChange,
@@ -45,6 +47,8 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
                    responses={401: {"description": "the admin token is missing or wrong"}})
 Since = Annotated[datetime | None, Query(description="inclusive, ISO 8601 with a zone")]
 Until = Annotated[datetime | None, Query(description="exclusive, ISO 8601 with a zone")]
+# A device id, as the contract spells it: no NUL or other bytes that PostgreSQL text refuses.
+DeviceFilter = Annotated[str | None, Query(pattern=NAME_PATTERN)]
 MAX_SAMPLES_LISTED = 10_000
 
 
@@ -104,7 +108,7 @@ async def set_channel(request: Request, device_id: PathName, change: ChannelChan
     "content": {telemetry.PARQUET_MEDIA_TYPE: {}}}})
 async def query_telemetry(
     request: Request, since: Since = None, until: Until = None,
-    device_id: Annotated[str | None, Query(max_length=64)] = None,
+    device_id: DeviceFilter = None,
     classes: Annotated[str | None, Query(description="comma-separated count_<class> columns; "
                                          "default: every class seen")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
@@ -112,7 +116,8 @@ async def query_telemetry(
     _aware(since, until)
     hub = hub_of(request)
     cap = min(limit or hub.settings.limits.query_rows, hub.settings.limits.query_rows)
-    names = None if classes is None else tuple(c for c in classes.split(",") if c)
+    # Each class once: a repeated name would make two columns of one name, which Parquet refuses.
+    names = None if classes is None else tuple(dict.fromkeys(c for c in classes.split(",") if c))
     table = await run_in_threadpool(
         lambda: telemetry.query_telemetry(hub.db, since=since, until=until, device_id=device_id,
                                           classes=names, limit=cap))
@@ -124,7 +129,7 @@ async def query_telemetry(
 @router.get("/samples", response_model=list[StoredSample])
 async def list_samples(
     request: Request, since: Since = None, until: Until = None,
-    device_id: Annotated[str | None, Query(max_length=64)] = None,
+    device_id: DeviceFilter = None,
     limit: Annotated[int, Query(ge=1, le=MAX_SAMPLES_LISTED)] = 1000,
 ) -> Response:
     _aware(since, until)
@@ -136,7 +141,8 @@ async def list_samples(
 
 
 @router.get("/samples/{device_id}/{frame_id}/image", response_class=StreamingResponse)
-async def sample_image(request: Request, device_id: PathName, frame_id: int) -> StreamingResponse:
+async def sample_image(request: Request, device_id: PathName,
+                       frame_id: Annotated[int, Path(ge=0, le=BIGINT_MAX)]) -> StreamingResponse:
     hub = hub_of(request)
     key, content_type, size = await run_in_threadpool(samples.sample_image, hub.db, device_id,
                                                       frame_id)
@@ -217,7 +223,8 @@ async def assign_channel(request: Request, channel: PathName, body: ReleaseAssig
                                                  body.release_id))
 
 
-@router.post("/channels/{channel}/promote", response_model=ChannelState)
+@router.post("/channels/{channel}/promote", response_model=ChannelState,
+             responses={409: {"description": "`from_channel` runs no release"}})
 async def promote_channel(request: Request, channel: PathName, body: ChannelPromote) -> Response:
     """The channel takes the release that `from_channel` runs now (canary -> stable)."""
     return json_response(await run_in_threadpool(releases.promote, hub_of(request).db, channel,

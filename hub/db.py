@@ -21,6 +21,7 @@ from hub.errors import Unavailable
 metadata = sa.MetaData()
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite's rowid alias must be INTEGER
 Key = sa.String(64)  # contract names are at most 64 characters
+BIGINT_MAX = 2**63 - 1  # the largest frame id a BIGINT column holds (the contract has no bound)
 
 devices = sa.Table(
     "devices", metadata,

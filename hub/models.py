@@ -19,6 +19,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class FieldError(_Model):
+    loc: list[int | str]
+    msg: str
+    type: str | None = None
+
+
+class Refusal(_Model):
+    """What every refusal answers: a reason in words; a 422 names the offending fields too."""
+
+    detail: str
+    errors: list[FieldError] | None = None
+
+
 class TelemetryStored(_Model):
     """Answer to a telemetry batch: every record is now stored, `stored` of them by this call."""
 

@@ -1,12 +1,17 @@
 """Kept frames: checked image bytes to blob storage under a key the hub makes, metadata to the DB.
 
-The blob is written before the row is committed, so a row never points at a missing image (a
-crash in between leaves an unreferenced blob, which is harmless).
+The blob is written before the row is committed, so a row never points at a missing image. A
+database write that fails before its commit deletes the blob again: each attempt writes under a
+key of its own, so that deletes nothing another attempt's row points at. Only a crash, or a
+commit whose outcome is unknown, leaves an unreferenced blob (harmless, never served).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -16,12 +21,14 @@ from pydantic import ValidationError
 from edge_runtime.contract import SampleMeta
 from hub.blobs import BlobStore
 from hub.clock import from_us, now_us, to_us
-from hub.db import Database, devices, samples
+from hub.db import BIGINT_MAX, Database, devices, samples
 from hub.errors import Invalid, NotFound, TooLarge, invalid
 from hub.images import decode_checked
 from hub.models import SampleStored, StoredSample
 from hub.registry import DeviceIdentity
 from hub.settings import HubLimits
+
+log = logging.getLogger(__name__)
 
 
 def parse_meta(meta_json: str | bytes) -> SampleMeta:
@@ -34,6 +41,8 @@ def parse_meta(meta_json: str | bytes) -> SampleMeta:
 def ingest_sample(db: Database, blobs: BlobStore, device: DeviceIdentity, meta: SampleMeta,
                   image: bytes, limits: HubLimits) -> SampleStored:
     device.check_is(meta.device_id, "sample")
+    if meta.frame_id > BIGINT_MAX:  # else the database raises, and that would be a 500
+        raise Invalid(f"invalid sample meta: frame_id: {meta.frame_id} exceeds {BIGINT_MAX}")
     known = _find(db, meta.device_id, meta.frame_id)
     if known is not None:  # a replay: answer as stored, keep the first copy
         return _stored(meta, known, stored=False)
@@ -44,32 +53,53 @@ def ingest_sample(db: Database, blobs: BlobStore, device: DeviceIdentity, meta: 
         raise Invalid(f"image is {header.width}x{header.height}, its meta says "
                       f"{meta.width}x{meta.height}")
     sha256 = hashlib.sha256(image).hexdigest()
-    key = f"samples/{meta.device_id}/{meta.frame_id}-{sha256[:16]}.{header.type.extension}"
+    key = (f"samples/{meta.device_id}/{meta.frame_id}-{sha256[:16]}-{uuid.uuid4().hex[:12]}"
+           f".{header.type.extension}")
     blobs.put(key, image)
     received = now_us()
-    with db.write() as conn:
-        inserted = conn.execute(
-            db.insert(samples).on_conflict_do_nothing(index_elements=["device_id", "frame_id"])
-            .returning(samples.c.id),
-            {"device_id": meta.device_id, "frame_id": meta.frame_id,
-             "captured_us": to_us(meta.captured_at), "received_us": received,
-             "uncertainty": meta.uncertainty, "blob_key": key,
-             "content_type": header.type.value, "sha256": sha256, "size": len(image),
-             "meta": meta.model_dump_json()}).first() is not None
-        if inserted:
-            conn.execute(devices.update().where(devices.c.device_id == device.device_id)
-                         .values(last_seen_us=received,
-                                 samples_stored=devices.c.samples_stored + 1))
+    inserted = _commit_row(db, blobs, device, {
+        "device_id": meta.device_id, "frame_id": meta.frame_id,
+        "captured_us": to_us(meta.captured_at), "received_us": received,
+        "uncertainty": meta.uncertainty, "blob_key": key, "content_type": header.type.value,
+        "sha256": sha256, "size": len(image), "meta": meta.model_dump_json()})
     if inserted:
         return SampleStored(record_id=meta.record_id, stored=True,
                             content_type=header.type.value, sha256=sha256, size=len(image))
-    # A concurrent copy of the same frame won the race: keep its blob, drop ours if it differs.
+    # A concurrent copy of the same frame won the race: keep its blob, drop ours.
     known = _find(db, meta.device_id, meta.frame_id)
     if known is None:
         raise NotFound(f"sample {meta.record_id} vanished while it was stored")
     if known.blob_key != key:
         blobs.delete(key)
     return _stored(meta, known, stored=False)
+
+
+def _commit_row(db: Database, blobs: BlobStore, device: DeviceIdentity,
+                row: dict[str, Any]) -> bool:
+    """Inserts a sample's row; False when a copy of the frame is stored already.
+
+    A write that fails before its commit deletes the row's blob: no row will ever point at it.
+    """
+    committing = False
+    try:
+        with db.write() as conn:
+            inserted = conn.execute(
+                db.insert(samples).on_conflict_do_nothing(index_elements=["device_id", "frame_id"])
+                .returning(samples.c.id), row).first() is not None
+            if inserted:
+                conn.execute(devices.update().where(devices.c.device_id == device.device_id)
+                             .values(last_seen_us=row["received_us"],
+                                     samples_stored=devices.c.samples_stored + 1))
+            committing = True
+    except Exception:
+        if committing:  # the commit failed, yet may have happened: the blob must stay
+            log.warning("sample %s/%s: commit outcome unknown, keeping blob %s",
+                        row["device_id"], row["frame_id"], row["blob_key"])
+        else:
+            with contextlib.suppress(OSError):
+                blobs.delete(row["blob_key"])
+        raise
+    return inserted
 
 
 def _find(db: Database, device_id: str, frame_id: int) -> Any:

@@ -11,8 +11,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from edge_runtime.contract import FrameStats, TelemetryBatch
 from hub.clock import now_us, to_us
-from hub.db import Database, devices, telemetry
-from hub.errors import invalid
+from hub.db import BIGINT_MAX, Database, devices, telemetry
+from hub.errors import Invalid, invalid
 from hub.models import TelemetryStored
 from hub.registry import DeviceIdentity
 
@@ -28,6 +28,10 @@ def ingest_telemetry(db: Database, device: DeviceIdentity, body: bytes) -> Telem
     except ValidationError as exc:
         raise invalid(exc, "telemetry batch") from None
     device.check_is(batch.device_id, "telemetry batch")
+    for index, record in enumerate(batch.records):
+        if record.frame_id > BIGINT_MAX:  # else the database raises, and that would be a 500
+            raise Invalid(f"invalid telemetry batch: records.{index}.frame_id: {record.frame_id} "
+                          f"exceeds {BIGINT_MAX}")
     received = now_us()
     dump = FrameStats.__pydantic_serializer__.to_json  # model_dump_json minus per-call overhead
     rows = [{"device_id": r.device_id, "frame_id": r.frame_id, "model_version": r.model_version,

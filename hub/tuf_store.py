@@ -64,7 +64,7 @@ def parse_metadata(name: str, body: bytes) -> tuple[str, int]:
         raise Invalid(exc.detail) from None
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting recurses
         raise Invalid(f"{name} is not JSON: {exc}") from None
     signed = document.get("signed") if isinstance(document, dict) else None
     if not isinstance(signed, dict) or not isinstance(document.get("signatures"), list):
