@@ -20,7 +20,7 @@ export XDG_CONFIG_HOME := $(VAR)/xdg/config
 export XDG_CACHE_HOME := $(VAR)/xdg/cache
 export XDG_DATA_HOME := $(VAR)/xdg/data
 
-.PHONY: setup demo test lint bench seed clean help
+.PHONY: setup demo test lint bench seed reliability clean help
 
 help:
 	@echo "make setup   create .venv (project, all extras) and .venv-labelstudio; offline settings in var/"
@@ -28,6 +28,7 @@ help:
 	@echo "make test    lint and run the test suite (runs setup when needed)"
 	@echo "make seed    dvc repro: render the seed dataset, train, export and evaluate the seed model"
 	@echo "make bench   run the benchmarks under bench/ (each prints JSON)"
+	@echo "make reliability  fault injection, hostile input and fuzzing (also part of make test)"
 
 setup: $(VENV)/.deps-ok $(LSVENV)/.ok $(VAR)/.offline-ok
 
@@ -68,6 +69,11 @@ seed: setup
 demo: setup
 	$(BIN)/edgeloop sim scenarios
 	$(BIN)/edgeloop sim preview --out var/demo/scenarios.png
+
+reliability: setup
+	$(BIN)/python -m pytest -q tests/reliability tests/integration/test_hub_kill9.py \
+		tests/integration/test_spool_kill9.py tests/integration/test_updater_kill9.py \
+		tests/integration/test_uplink.py
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --json; done
