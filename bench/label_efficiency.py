@@ -66,7 +66,10 @@ def parse(argv: Sequence[str] | None) -> tuple[Settings, bool]:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--sizes", default="25,50,100,200", help="labelled frames per run")
     p.add_argument("--pool", type=int, default=600, help="candidate frames the choice is from")
-    p.add_argument("--drift-share", type=float, default=1.0,
+    # The pool is what the hub holds when a labelling round starts after a drift alarm: the
+    # devices' kept frames from a window in which the drift arrives, mostly from before it. A pool
+    # of drifted frames only (1.0) makes any choice equivalent (every frame shows the new part).
+    p.add_argument("--drift-share", type=float, default=0.25,
                    help="share of the pool showing the drift (the rest: baseline frames)")
     p.add_argument("--replay-share", type=float, default=0.33)
     p.add_argument("--image-epochs", type=int, default=1000)
