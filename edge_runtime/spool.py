@@ -72,7 +72,9 @@ class SpoolCounter(enum.StrEnum):
     DROPPED_QUEUE_FULL_SAMPLES = "dropped_queue_full_samples"
     REJECTED_TELEMETRY = "rejected_telemetry"  # the hub refused them as invalid (4xx)
     REJECTED_SAMPLES = "rejected_samples"
-    QUARANTINED = "quarantined"  # corrupt spool files moved aside
+    # Corrupt spool files moved aside (their records are lost to the hub); the "dropped" prefix
+    # puts it in the heartbeat's `dropped` map.
+    QUARANTINED = "dropped_spool_quarantined"
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,11 @@ class Spool:
         except sqlite3.DatabaseError as exc:
             if not _is_corruption(exc):
                 raise
-            log.error("spool %s is corrupt (%s); moving it aside", self.path, exc)
+            reason = str(exc)
         salvaged_next_id = _salvage_next_frame_id(self.path)
         self.quarantined_to = _quarantine(self.path)
+        log.warning("spool %s is corrupt (%s): quarantined as %s, starting a fresh spool",
+                    self.path, reason, self.quarantined_to)
         conn = self._open()
         floor = max(salvaged_next_id, _clock_frame_id_floor())
         with _transaction(conn):
