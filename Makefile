@@ -26,7 +26,7 @@ help:
 	@echo "make setup   create .venv (project, all extras) and .venv-labelstudio; offline settings in var/"
 	@echo "make demo    run the closed loop on this machine"
 	@echo "make test    lint and run the test suite (runs setup when needed)"
-	@echo "make seed    dvc repro: render the seed dataset, train, export and evaluate the seed model"
+	@echo "make seed    dvc repro seed_evaluate: render the seed dataset, train, export, evaluate"
 	@echo "make bench   run the benchmarks under bench/ (each prints JSON)"
 	@echo "make reliability  fault injection, hostile input and fuzzing (also part of make test)"
 
