@@ -151,7 +151,7 @@ class Spool:
             conn.close()
             raise
         if created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         return conn
 
     def _configure(self, conn: sqlite3.Connection) -> None:
@@ -457,11 +457,12 @@ def _quarantine(path: Path) -> Path:
         source = Path(f"{path}{suffix}")
         if source.exists():
             os.replace(source, Path(f"{target}{suffix}"))
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return target
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a new or renamed entry of `directory` durable."""
     # A new or renamed file is only durable once its directory entry is.
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -42,7 +42,7 @@ class DatasetVersion:
         return f"{self.path}@{self.dvc_md5} (git {self.git_commit[:12]})"
 
 
-def _dvc() -> str:
+def dvc_executable() -> str:
     beside = Path(sys.executable).parent / "dvc"  # the venv's dvc, also when PATH lacks it
     return str(beside) if beside.is_file() else (shutil.which("dvc") or "dvc")
 
@@ -94,7 +94,7 @@ def commit_folder(repo: Path, folder: Path, message: str) -> DatasetVersion:
         raise DatasetVersionError(f"{folder} is not inside the repository {repo}")
     rel = folder.relative_to(repo)
     dvc_file = folder.with_name(folder.name + ".dvc")
-    _run(repo, [_dvc(), "add", "--quiet", str(rel)], f"dvc add {rel}")
+    _run(repo, [dvc_executable(), "add", "--quiet", str(rel)], f"dvc add {rel}")
     md5, files = dvc_md5(dvc_file)
     tracked = [str(dvc_file.relative_to(repo))]
     ignore = folder.parent / ".gitignore"
@@ -110,7 +110,7 @@ def commit_folder(repo: Path, folder: Path, message: str) -> DatasetVersion:
 def push_version(repo: Path, version: DatasetVersion) -> DatasetVersion:
     """`dvc push` the version's data to the repository's default remote. When it fails, the
     version stays committed and its data in the local DVC cache: run `dvc push` again."""
-    _run(repo.resolve(), [_dvc(), "push", "--quiet", f"{version.path}.dvc"],
+    _run(repo.resolve(), [dvc_executable(), "push", "--quiet", f"{version.path}.dvc"],
          f"dvc push of {version.ref}")
     return replace(version, pushed=True)
 

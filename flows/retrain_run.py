@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flows.dvc_dataset import QUIET_ENV, dvc_md5
+from flows.dvc_dataset import QUIET_ENV, dvc_executable, dvc_md5
 
 STAGES = ("prepare", "train", "export", "evaluate", "gate", "profile")  # dvc.yaml order
 LABELLED = "data/labelled"
@@ -96,10 +96,6 @@ def _dvc_env() -> dict[str, str]:
     return {**os.environ, **QUIET_ENV, "PATH": path}
 
 
-def _dvc() -> str:
-    return str(Path(sys.executable).parent / "dvc")
-
-
 def _lines(stream: io.BufferedReader) -> Iterator[str]:
     """Lines of a byte stream, also those a progress bar ends with a carriage return."""
     buffer = ""
@@ -117,13 +113,13 @@ def reproduce(repo: Path, on_line: Callable[[str], None],
     `on_line`, each stage DVC starts or skips to `on_stage`. Raises RetrainError on failure."""
     env = _dvc_env()
     if (repo / LABELLED).is_dir():
-        done = subprocess.run([_dvc(), "checkout", "--quiet", LABELLED], cwd=repo, env=env,
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run([dvc_executable(), "checkout", "--quiet", LABELLED], cwd=repo,
+                              env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:  # not in the local cache: fetch it from the remote
-            subprocess.run([_dvc(), "pull", "--quiet", LABELLED], cwd=repo, env=env,
+            subprocess.run([dvc_executable(), "pull", "--quiet", LABELLED], cwd=repo, env=env,
                            capture_output=True, text=True, check=False)
     started = time.monotonic()
-    process = subprocess.Popen([_dvc(), "repro", target], cwd=repo, env=env,
+    process = subprocess.Popen([dvc_executable(), "repro", target], cwd=repo, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     tail: list[str] = []
     for line in _lines(process.stdout):  # type: ignore[arg-type]  # PIPE: never None
