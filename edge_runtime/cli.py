@@ -13,6 +13,7 @@ from edge_runtime.detector import Detector
 
 if TYPE_CHECKING:
     from edge_runtime.update_loop import UpdateLoop
+    from edge_runtime.agent import Progress
 
 MODEL = click.option("--model", required=True, type=click.Path(path_type=Path, dir_okay=False),
                      help="YOLO detection model exported to ONNX.")
@@ -105,7 +106,12 @@ def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
               type=click.FloatRange(min=0.1),
               help="Seconds between polls of the hub for a new release (with --state).")
 @click.option("--source", required=True,
-              help="Image folder, video file, camera index, rtsp/http URL, or sim:SCENARIO.")
+              help="Image folder, video file, camera index, rtsp/http URL, or the simulator "
+                   "as sim:SCENARIO[@ONSET][,SCENARIO@ONSET...] (each scenario from its onset "
+                   "frame on, e.g. sim:new_variant@600,camera_bump@300).")
+@click.option("--fps", type=click.FloatRange(min=0.1), default=None,
+              help="Pace the source to at most this many frames per second (a camera's rate; "
+                   "the simulator is otherwise as fast as the CPU).")
 @click.option("--hub", "hub_url", default=None, help="Hub URL; without it the spool only fills.")
 @click.option("--device-id", default="edge-1", show_default=True)
 @click.option("--token", default=None, envvar="EDGELOOP_DEVICE_TOKEN",
@@ -122,10 +128,13 @@ def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
 @THREADS
 @click.option("--log-every", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between progress lines.")
+@click.option("--status-file", default=None, type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write each progress line as JSON to this file (replaced atomically): "
+                   "for a local health check or a supervisor.")
 def run(model: Path | None, state_dir: Path | None, update_every: float, source: str,
-        hub_url: str | None, device_id: str, token: str | None, spool_dir: Path, spool_mb: int,
-        sampling_path: Path, max_frames: int | None, imgsz: int | None, threads: int,
-        log_every: float) -> None:
+        fps: float | None, hub_url: str | None, device_id: str, token: str | None,
+        spool_dir: Path, spool_mb: int, sampling_path: Path, max_frames: int | None,
+        imgsz: int | None, threads: int, log_every: float) -> None:
     """Run the agent: infer on every frame, log telemetry, keep samples, upload when online.
 
     With --state it serves the release the updater installed, and installs the releases the
@@ -135,7 +144,7 @@ def run(model: Path | None, state_dir: Path | None, update_every: float, source:
 
     from edge_runtime.agent import Agent, Monitor
     from edge_runtime.sampling import build_sampler, load_sampling_config
-    from edge_runtime.sources import open_source
+    from edge_runtime.sources import open_source, paced
     from edge_runtime.spool import Spool, SpoolBudget
     from edge_runtime.spool_writer import SpoolWriter
     from edge_runtime.telemetry import UncertaintyBand
@@ -157,6 +166,8 @@ def run(model: Path | None, state_dir: Path | None, update_every: float, source:
         raise click.UsageError("give --model, or --state for a device with model updates")
     config = load_sampling_config(sampling_path)
     frames = open_source(source, sim_name=device_id)
+    if fps is not None:
+        frames = paced(frames, fps)
     spool = Spool(spool_dir / f"{device_id}.sqlite", SpoolBudget(max_bytes=spool_mb * 2**20))
     writer = SpoolWriter(spool)
     band = config.uncertain.band if config.uncertain else UncertaintyBand()
@@ -177,7 +188,7 @@ def run(model: Path | None, state_dir: Path | None, update_every: float, source:
                f"source {source}, spool {spool.path}", err=True)
     try:
         final = agent.run(frames, max_frames=max_frames, log_every_s=log_every,
-                          log=lambda p: click.echo(p.line(), err=True))
+                          log=lambda p: _log_progress(p, status_file))
     except KeyboardInterrupt:
         final = agent.progress(0.0)
     finally:
@@ -191,6 +202,18 @@ def run(model: Path | None, state_dir: Path | None, update_every: float, source:
             uplink.close()
     click.echo(final.line(), err=True)
     spool.close()
+
+
+def _log_progress(progress: Progress, status_file: Path | None) -> None:
+    click.echo(progress.line(), err=True)
+    if status_file is not None:
+        import dataclasses
+        import json
+
+        status_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = status_file.with_name(status_file.name + ".tmp")
+        partial.write_text(json.dumps(dataclasses.asdict(progress)))
+        partial.replace(status_file)
 
 
 def _model_updates(state_dir: Path, hub_url: str, token: str, threads: int,

@@ -1,8 +1,11 @@
-"""Named scenarios: each is a parameterised shift that a real production line sees."""
+"""Named scenarios: each is a parameterised shift that a real production line sees.
+
+Scenarios combine as "a+b" (a new variant seen through a bumped camera, say).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from sim.conditions import BASELINE, Conditions
 
@@ -42,8 +45,30 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+COMPOSITE_SEPARATOR = "+"
+
+
 def get_scenario(name: str) -> Scenario:
+    """The scenario called `name`, or the composite of the named ones in "a+b"."""
+    if COMPOSITE_SEPARATOR in name:
+        return _composite(name)
     try:
         return SCENARIOS[name]
     except KeyError:
         raise UnknownScenarioError(name) from None
+
+
+def _composite(name: str) -> Scenario:
+    """Each part's departures from the baseline, later parts winning where two set one knob."""
+    parts = [get_scenario(part) for part in name.split(COMPOSITE_SEPARATOR)]
+    shifts = [p for p in parts if p.name != "baseline"]  # baseline as a part adds nothing
+    if not shifts:
+        return replace(SCENARIOS["baseline"], name=name)
+    changed = {}
+    for part in shifts:
+        for f in fields(Conditions):
+            value = getattr(part.conditions, f.name)
+            if value != getattr(BASELINE, f.name):
+                changed[f.name] = value
+    return Scenario(name, "; ".join(p.summary for p in shifts), replace(BASELINE, **changed),
+                    device_only=all(p.device_only for p in shifts))

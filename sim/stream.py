@@ -1,8 +1,10 @@
-"""Frame streams for the edge runtime and the demo: a scenario arriving on a drift schedule."""
+"""Frame streams for the edge runtime and the demo: a scenario arriving on a drift schedule, or
+layers of scenarios each arriving at its own frame ("new_variant@600,camera_bump@300")."""
 
 from __future__ import annotations
 
 import enum
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ import numpy as np
 
 from sim.conditions import BASELINE
 from sim.render import GroundTruth, render_frame
-from sim.scenarios import Scenario, get_scenario
+from sim.scenarios import COMPOSITE_SEPARATOR, Scenario, UnknownScenarioError, get_scenario
 
 
 class ScheduleKind(enum.Enum):
@@ -84,4 +86,68 @@ def stream(
         conditions = BASELINE.toward(target.conditions, severity)
         image, truth = render_frame(frame_rng(seed, name, index), conditions, width)
         yield Frame(index, image, truth, target.name, severity)
+        index += 1
+
+
+class StreamSpecError(ValueError):
+    """A layered drift spec that does not parse or names an unknown scenario."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    scenario: str
+    onset: int  # first frame index the scenario shows in, at full severity (an abrupt drift)
+
+
+_LAYER = re.compile(r"(?P<scenario>[^@,]+)(?:@(?P<onset>-?\d+))?")
+
+
+def parse_layers(spec: str) -> tuple[Layer, ...]:
+    """Layers from "SCENARIO[@ONSET][,SCENARIO@ONSET...]"; without @ a layer holds from frame 0."""
+    layers = []
+    for item in spec.split(","):
+        match = _LAYER.fullmatch(item)
+        if match is None:
+            raise StreamSpecError(f"layer {item!r} of {spec!r} is not SCENARIO[@ONSET]")
+        onset = int(match["onset"] or 0)
+        if onset < 0:
+            raise StreamSpecError(f"layer {item!r} of {spec!r}: onset {onset} must be >= 0")
+        try:
+            get_scenario(match["scenario"])
+        except UnknownScenarioError as error:
+            raise StreamSpecError(f"layer {item!r} of {spec!r}: {error}") from None
+        layers.append(Layer(match["scenario"], onset))
+    return tuple(layers)
+
+
+def active_scenario(layers: tuple[Layer, ...], index: int) -> str:
+    """The composite name of the layers that have arrived by frame `index`, in spec order."""
+    active: list[str] = []
+    for layer in layers:
+        if layer.onset <= index and layer.scenario != "baseline" and layer.scenario not in active:
+            active.append(layer.scenario)
+    return COMPOSITE_SEPARATOR.join(active) or "baseline"
+
+
+def layered_stream(
+    layers: tuple[Layer, ...],
+    *,
+    seed: int = 0,
+    width: int = 320,
+    name: str = "stream",
+    start: int = 0,
+    frames: int | None = None,
+) -> Iterator[Frame]:
+    """Yield frames from `start` on as the layers arrive.
+
+    Frame i is pixel for pixel frame i of `stream(active_scenario(layers, i))`: the simulated
+    annotator finds a frame's truth by rendering those streams again.
+    """
+    index = start
+    while frames is None or index < start + frames:
+        scenario = active_scenario(layers, index)
+        # toward(..., 1.0) as stream() does: its float arithmetic decides the pixels
+        conditions = BASELINE.toward(get_scenario(scenario).conditions, 1.0)
+        image, truth = render_frame(frame_rng(seed, name, index), conditions, width)
+        yield Frame(index, image, truth, scenario, 0.0 if scenario == "baseline" else 1.0)
         index += 1
