@@ -12,8 +12,8 @@ import click
 from edge_runtime.detector import Detector
 
 if TYPE_CHECKING:
-    from edge_runtime.update_loop import UpdateLoop
     from edge_runtime.agent import Progress
+    from edge_runtime.update_loop import UpdateLoop
 
 MODEL = click.option("--model", required=True, type=click.Path(path_type=Path, dir_okay=False),
                      help="YOLO detection model exported to ONNX.")
@@ -134,7 +134,7 @@ def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
 def run(model: Path | None, state_dir: Path | None, update_every: float, source: str,
         fps: float | None, hub_url: str | None, device_id: str, token: str | None,
         spool_dir: Path, spool_mb: int, sampling_path: Path, max_frames: int | None,
-        imgsz: int | None, threads: int, log_every: float) -> None:
+        imgsz: int | None, threads: int, log_every: float, status_file: Path | None) -> None:
     """Run the agent: infer on every frame, log telemetry, keep samples, upload when online.
 
     With --state it serves the release the updater installed, and installs the releases the

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Fine-tune on the labelled data, export fp32 + int8, evaluate, gate."),
     "release": ("flows.release_cli", "release",
                 "Sign and publish a gate-passing candidate to canary; promote or roll back."),
+    "deploy": ("flows.deploy_cli", "deploy",
+               "Register the loop as Prefect deployments on a work pool (schedules, triggers)."),
 }
 
 flows = LazyGroup(

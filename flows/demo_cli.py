@@ -71,9 +71,13 @@ def demo(out: Path, devices: int, fps: float, size: str, timeout_min: float,
     fine-tunes and gates a candidate, the release goes to the canary device and is promoted,
     and the fleet updates. Writes OUT/report.md, OUT/timeline.png and OUT/summary.json.
     """
+    import os
+
     from rich.console import Console
     from rich.live import Live
 
+    # Flow and task logs go to the Prefect UI; the terminal shows the live view instead.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from flows.demo_loop import DemoConfig, run_demo, tiny
     from flows.demo_report import rich_summary_table
 

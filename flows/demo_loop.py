@@ -313,8 +313,9 @@ class Outcome:
 
 
 def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[str, Path],
-            out: Path, deadline: float) -> Outcome:
-    """The flows, in the order their schedules and triggers would run them."""
+            out: Path, deadline: float, health: Callable[[], None]) -> Outcome:
+    """The flows, in the order their schedules and triggers would run them; `health` raises
+    DemoError when a server or a device died."""
     from flows.release_canary import Verdict
     from flows.release_flow import canary_decision, release
     from flows.retrain_flow import retrain
@@ -327,7 +328,7 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
     onset_marked = fault_marked = False
     state.phase = f"watching the fleet (drift check every {config.drift_every_s:.0f} s)"
     while True:  # -- drift checks until a fleet-wide event
-        _check_time(deadline, "no fleet-wide drift alarm")
+        _check_time(deadline, "no fleet-wide drift alarm", health)
         frame = state.fleet_frame()
         if not fault_marked and frame >= config.fault_at:
             state.mark("device_fault", f"{fault_device}: camera bumped (frame "
@@ -361,7 +362,7 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
     started = time.monotonic()
     outcome.labels_used = label_round(state, fleet, config, out)
     outcome.stages_s["labelling"] = round(time.monotonic() - started, 1)
-    _check_time(deadline, "labelling took the demo's time")
+    _check_time(deadline, "labelling took the demo's time", health)
     state.phase = "retrain: dvc repro (prepare, fine-tune, export, evaluate, gate, profile)"
     started = time.monotonic()
     candidate = retrain(repo=str(fleet.project), release=False,
@@ -379,7 +380,7 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
     state.phase = f"canary: waiting for {config.canary_min_frames} frames on {ids[0]}"
     started = time.monotonic()
     while True:
-        _check_time(deadline, "the canary gave no verdict")
+        _check_time(deadline, "the canary gave no verdict", health)
         time.sleep(config.canary_every_s)
         decided = canary_decision(project=str(fleet.project), hub_url=fleet.hub_url,
                                   config_path=str(configs["release"]))
@@ -392,7 +393,7 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
     outcome.stages_s["canary"] = round(time.monotonic() - started, 1)
     state.phase = "fleet: stable devices install the release"
     while True:
-        _check_time(deadline, "not every device installed the release")
+        _check_time(deadline, "not every device installed the release", health)
         with state.lock:
             running = [v.model_version for v in state.devices.values()]
         if len(running) >= config.devices and all(v == version for v in running):
@@ -402,9 +403,18 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
         time.sleep(1.0)
 
 
-def _check_time(deadline: float, what: str) -> None:
+def _check_time(deadline: float, what: str, health: Callable[[], None] | None = None) -> None:
+    if health is not None:
+        health()
     if time.monotonic() > deadline:
         raise DemoError(f"timed out: {what}")
+
+
+def check_alive(services: list[Any]) -> None:
+    for service in services:
+        if not service.alive():
+            raise DemoError(f"{service.name} exited ({service.process.returncode}); its log "
+                            f"{service.log} ends:\n{service.log_tail(1500)}")
 
 
 def monitor_overhead_pct(status_files: list[Path]) -> float:
@@ -607,7 +617,8 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
         error = None
         outcome = Outcome()
         try:
-            outcome = conduct(state, fleet, config, configs, out, deadline)
+            outcome = conduct(state, fleet, config, configs, out, deadline,
+                              lambda: check_alive(services))
             state.phase = "done: the loop closed"
         except DemoError as exc:
             error = str(exc)

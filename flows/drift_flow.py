@@ -21,8 +21,10 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 from prefect.utilities.annotations import unmapped
 
+from flows.deploy import FLEET_EVENT, FLEET_RESOURCE
 from flows.drift_config import DriftConfig, load_drift_config
 from flows.drift_device import DeviceDrift, check_device
 from flows.drift_fleet import FleetDriftReport, attribute_fleet
@@ -125,6 +127,12 @@ def drift_check(hub_url: str | None = None, config_path: str | None = None,
     logger.info("drift check of %d device(s): fleet event %s, retrain %s, device faults %s",
                 len(results), fleet.fleet_event, list(fleet.retrain_devices),
                 list(fleet.device_faults))
+    if fleet.fleet_event:
+        try:  # triggers the request-labels deployment; a lost event must not fail the check
+            emit_event(FLEET_EVENT, resource={"prefect.resource.id": FLEET_RESOURCE},
+                       payload={"checked_at": now.isoformat(), **fleet.to_dict()})
+        except Exception as error:
+            logger.warning("could not emit %s: %s", FLEET_EVENT, error)
     return DriftSweep(tuple(results), fleet, now)
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.events import emit_event
 
+from flows.deploy import DATASET_EVENT, dataset_resource
 from flows.labelling_collect import collect_round
 from flows.labelling_config import LabellingSettings, load_labelling_settings
 from flows.labelling_ledger import Ledger
@@ -57,4 +59,11 @@ def collect_labels(repo: str = ".", config: str | None = "configs/labelling.yaml
     for refused in report.rejected:
         logger.warning("task %s (%s) refused: %s", refused.task_id, refused.record_id,
                        refused.reason)
-    return report.as_dict()
+    result = report.as_dict()
+    if result["version"] is not None:
+        try:  # triggers the retrain deployment; a lost event must not fail the collection
+            emit_event(DATASET_EVENT, resource={"prefect.resource.id": dataset_resource(repo)},
+                       payload={**result["version"], "frames": result["frames"]})
+        except Exception as error:
+            logger.warning("could not emit %s: %s", DATASET_EVENT, error)
+    return result

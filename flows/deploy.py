@@ -1,0 +1,253 @@
+"""The Prefect deployments that run the loop unattended on a work pool: `deployment_plan` (pure:
+which flow runs when, with which parameters) and `apply_plan`, which registers a plan with the
+Prefect API (idempotent: applying again updates the deployments, it never duplicates them).
+
+Scheduled: drift check, label collection, canary decision, TUF timestamp refresh. Triggered by
+the loop's own events: a fleet-wide drift asks for labels, a new dataset version retrains.
+Prefect is imported only by `apply_plan` (after `flows.offline.use_offline_environment`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flows.offline import offline_environment
+
+# The loop's events: emitted by the flows, matched by the deployments' triggers.
+FLEET_EVENT = "edgeloop.drift.fleet-event"  # drift-check: most of the fleet drifted together
+FLEET_RESOURCE = "edgeloop.fleet"
+DATASET_EVENT = "edgeloop.dataset.version"  # collect-labels: a new labelled dataset version
+DATASET_RESOURCE_PREFIX = "edgeloop.dataset."
+
+DEFAULT_POOL = "edgeloop"
+POOL_TYPE = "process"  # runs the flows from the project folder, on the worker's machine
+TAGS = ("edgeloop",)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class DeployPlanError(ValueError):
+    """The plan cannot be made: a bad interval, or a project without the flows."""
+
+
+class DeployError(RuntimeError):
+    """The plan could not be applied (no Prefect API, a work pool of the wrong type)."""
+
+
+def dataset_resource(repo: str | Path) -> str:
+    """The resource id of a repository's labelled dataset, e.g. `edgeloop.dataset.edgeloop`."""
+    return DATASET_RESOURCE_PREFIX + Path(repo).resolve().name
+
+
+def parse_interval(text: str) -> int:
+    """Seconds from `90`, `90s`, `15m`, `1h` or `1d`; refuses zero and anything else."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
+    if match is None:
+        raise DeployPlanError(f"interval {text!r} is not a whole number of s, m, h or d "
+                              "(e.g. 15m, 1h, 1d)")
+    seconds = int(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds < 1:
+        raise DeployPlanError(f"interval {text!r} must be at least 1 s")
+    return seconds
+
+
+def describe_interval(seconds: int) -> str:
+    for unit in ("d", "h", "m"):
+        if seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """Seconds between scheduled runs of each deployment."""
+
+    drift_check: int = 3600
+    request_labels: int = 86400  # besides the fleet-event trigger
+    collect_labels: int = 900
+    canary_decision: int = 600
+    release_refresh: int = 43200  # must stay below the TUF timestamp's expiry
+
+
+@dataclass(frozen=True)
+class OnEvent:
+    """Run the deployment when `event` arrives from a resource matching `resource` (a glob);
+    `parameters` may hold `{{ event.payload.* }}` templates, filled in by Prefect."""
+
+    event: str
+    resource: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    name: str
+    flow_name: str
+    entrypoint: str  # relative to the project folder: flows/drift_flow.py:drift_check
+    interval_s: int | None  # None: runs only on its trigger
+    trigger: OnEvent | None
+    parameters: Mapping[str, Any]
+    description: str
+    tags: tuple[str, ...] = TAGS
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+    def when(self) -> str:
+        parts = [f"every {describe_interval(self.interval_s)}"] if self.interval_s else []
+        parts += [f"on {self.trigger.event}"] if self.trigger else []
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        trigger = None if self.trigger is None else {
+            "event": self.trigger.event, "resource": self.trigger.resource,
+            "parameters": dict(self.trigger.parameters)}
+        return {"name": self.full_name, "entrypoint": self.entrypoint,
+                "interval_s": self.interval_s, "trigger": trigger,
+                "parameters": dict(self.parameters), "tags": list(self.tags),
+                "description": self.description}
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    pool: str
+    project: Path  # absolute: the worker runs each flow with this as its working directory
+    deployments: tuple[DeploymentSpec, ...]
+    env: Mapping[str, str] = field(repr=False, default_factory=dict)  # set in each flow run
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pool": self.pool, "pool_type": POOL_TYPE, "project": str(self.project),
+                "deployments": [d.to_dict() for d in self.deployments]}
+
+
+def deployment_plan(project: Path, *, pool: str = DEFAULT_POOL,
+                    intervals: Intervals | None = None,
+                    hub_url: str | None = None) -> DeployPlan:
+    """The deployments of the closed loop for the edgeloop checkout at `project`."""
+    intervals = intervals or Intervals()
+    root = project.resolve()
+    if not pool.strip():
+        raise DeployPlanError("the work pool name is empty")
+    _check_intervals(intervals)
+    hub = {"hub_url": hub_url} if hub_url else {}
+    release = {"project": str(root), **hub}
+    labelling = {"overrides": hub} if hub else {}
+    plan = (
+        DeploymentSpec(
+            "drift-check", "drift-check", "flows/drift_flow.py:drift_check",
+            intervals.drift_check, None, hub,
+            "Every active device's telemetry against its release's reference profile; emits "
+            f"{FLEET_EVENT} when most of the fleet drifted together."),
+        DeploymentSpec(
+            "request-labels", "request-labels", "flows/labelling_flows.py:request_labels",
+            intervals.request_labels, OnEvent(FLEET_EVENT, FLEET_RESOURCE), labelling,
+            "Send the most informative hub frames to Label Studio, on a fleet-wide drift "
+            "and on a schedule."),
+        DeploymentSpec(
+            "collect-labels", "collect-labels", "flows/labelling_flows.py:collect_labels",
+            intervals.collect_labels, None, {"repo": str(root), **labelling},
+            f"Finished labels become a DVC dataset version; emits {DATASET_EVENT}."),
+        DeploymentSpec(
+            "retrain", "retrain", "flows/retrain_flow.py:retrain", None,
+            OnEvent(DATASET_EVENT, dataset_resource(root),
+                    {"dataset": "{{ event.payload.git_commit }}"}),
+            {"repo": str(root), "release": True},
+            "Fine-tune on the new dataset version, export, gate; a passing candidate is "
+            "released to canary."),
+        DeploymentSpec(
+            "release-canary", "release-canary", "flows/release_flow.py:canary_decision",
+            intervals.canary_decision, None, release,
+            "Judge the canary's telemetry: promote, roll back or wait."),
+        DeploymentSpec(
+            "release-refresh", "release-refresh", "flows/release_flow.py:refresh",
+            intervals.release_refresh, None, release,
+            "Re-sign the TUF timestamp before devices see it expire."),
+    )
+    missing = sorted({d.entrypoint.split(":")[0] for d in plan
+                      if not (root / d.entrypoint.split(":")[0]).is_file()})
+    if missing:
+        raise DeployPlanError(f"{root} is not an edgeloop checkout: {', '.join(missing)} "
+                              "missing (pass --project)")
+    env = {k: v for k, v in offline_environment(root / "var").items()
+           if k != "PREFECT_HOME"}  # the worker's own Prefect settings (API URL) must hold
+    return DeployPlan(pool, root, plan, env)
+
+
+def _check_intervals(intervals: Intervals) -> None:
+    for name, seconds in vars(intervals).items():
+        if seconds < 1:
+            raise DeployPlanError(f"the {name.replace('_', '-')} interval must be at least 1 s, "
+                                  f"got {seconds}")
+    from flows.release_config import DEFAULT_RELEASE_CONFIG, load_release_config
+
+    # Same rule as release_flow.check_refresh_interval, without importing Prefect.
+    expiry = load_release_config(DEFAULT_RELEASE_CONFIG).tuf_expiry.timestamp.total_seconds()
+    if intervals.release_refresh >= expiry:
+        raise DeployPlanError(
+            f"the release-refresh interval ({describe_interval(intervals.release_refresh)}) "
+            f"must be below the TUF timestamp's expiry ({expiry:g} s), or devices would see "
+            "it expire")
+
+
+# -- apply (Prefect) -----------------------------------------------------------------------------
+
+
+def apply_plan(plan: DeployPlan) -> dict[str, str]:
+    """Create the work pool if missing, then create or update each deployment. Returns each
+    deployment's full name with its id."""
+    from prefect import Flow
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    if not api:
+        # Without it Prefect would register on a throwaway temporary server.
+        raise DeployError("no Prefect API: start `prefect server start` and set "
+                          "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+    with get_client(sync_client=True) as client:
+        if client.api_healthcheck() is not None:
+            raise DeployError(f"Prefect API at {api} is not reachable: start `prefect server "
+                              "start` or set PREFECT_API_URL")
+        ensure_work_pool(client, plan.pool)
+    applied = {}
+    for spec in plan.deployments:
+        # Loaded from the project folder, so the deployment records it as the working directory.
+        flow: Any = Flow.from_source(source=str(plan.project), entrypoint=spec.entrypoint)
+        deployment: Any = flow.to_deployment(
+            name=spec.name, interval=spec.interval_s,
+            triggers=[_trigger(spec, spec.trigger)] if spec.trigger else None,
+            parameters=dict(spec.parameters), description=spec.description,
+            tags=list(spec.tags), work_pool_name=plan.pool,
+            job_variables={"env": dict(plan.env)})
+        applied[spec.full_name] = str(deployment.apply(work_pool_name=plan.pool))
+    return applied
+
+
+def ensure_work_pool(client: Any, name: str) -> None:
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    try:
+        pool = client.read_work_pool(name)
+    except ObjectNotFound:
+        client.create_work_pool(WorkPoolCreate(
+            name=name, type=POOL_TYPE,
+            base_job_template=ProcessWorker.get_default_base_job_template()))
+        return
+    if pool.type != POOL_TYPE:
+        raise DeployError(f"work pool {name!r} is of type {pool.type!r}: edgeloop's flows run "
+                          f"from the project folder and need a {POOL_TYPE!r} pool (--pool)")
+
+
+def _trigger(spec: DeploymentSpec, on: OnEvent) -> Any:
+    from prefect.events import DeploymentEventTrigger
+
+    return DeploymentEventTrigger(
+        name=f"{spec.full_name} on {on.event}", expect={on.event},
+        match={"prefect.resource.id": on.resource},
+        parameters={**spec.parameters, **on.parameters})

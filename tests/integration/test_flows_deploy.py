@@ -1,0 +1,134 @@
+"""`edgeloop flows deploy` against a real temporary Prefect server: the process work pool and
+every deployment (schedule, event trigger, parameters, working directory) read back through the
+Prefect client; a second apply updates instead of duplicating; --dry-run touches nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from flows.deploy import (
+    DATASET_EVENT,
+    FLEET_EVENT,
+    apply_plan,
+    dataset_resource,
+    deployment_plan,
+)
+from flows.deploy_cli import deploy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An edgeloop checkout the worker would run the flows from (the flows, copied)."""
+    root = tmp_path / "line-7"
+    shutil.copytree(ROOT / "flows", root / "flows",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def pool_deployments(client: Any, pool: str) -> list[Any]:
+    from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+
+    return client.read_deployments(
+        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])))
+
+
+def owned_automations(client: Any, deployment_id: Any) -> list[Any]:
+    return [a for a in client.read_resource_related_automations(
+        f"prefect.deployment.{deployment_id}")
+        if a.actions and getattr(a.actions[0], "deployment_id", None) == deployment_id]
+
+
+@pytest.mark.slow
+def test_apply_registers_the_loop_on_a_process_pool(harness, project) -> None:
+    from prefect.client.orchestration import get_client
+
+    plan = deployment_plan(project, pool="line-7", hub_url="http://hub.line-7:8700")
+    applied = apply_plan(plan)
+    assert sorted(applied) == sorted(d.full_name for d in plan.deployments)
+    with get_client(sync_client=True) as client:
+        assert client.read_work_pool("line-7").type == "process"
+        assert len(pool_deployments(client, "line-7")) == 6
+        for spec in plan.deployments:
+            found = client.read_deployment_by_name(spec.full_name)
+            assert found.work_pool_name == "line-7"
+            assert found.entrypoint == spec.entrypoint
+            assert found.parameters == dict(spec.parameters)
+            assert found.pull_steps == [{"prefect.deployments.steps.set_working_directory": {
+                "directory": str(project.resolve())}}]
+            assert found.job_variables["env"]["YOLO_OFFLINE"] == "1"
+            assert [s.schedule.interval.total_seconds() for s in found.schedules] == (
+                [spec.interval_s] if spec.interval_s else [])
+            triggers = owned_automations(client, found.id)
+            if spec.trigger is None:
+                assert triggers == []
+                continue
+            (automation,) = triggers
+            assert automation.trigger.expect == {spec.trigger.event}
+            assert automation.trigger.match.model_dump() == {
+                "prefect.resource.id": spec.trigger.resource}
+    by_name = {d.name: d for d in plan.deployments}
+    assert by_name["retrain"].trigger.event == DATASET_EVENT
+    assert by_name["retrain"].trigger.resource == dataset_resource(project)
+    assert by_name["request-labels"].trigger.event == FLEET_EVENT
+
+
+@pytest.mark.slow
+def test_deploying_again_updates_instead_of_duplicating(harness, project) -> None:
+    from prefect.client.orchestration import get_client
+
+    apply_plan(deployment_plan(project, pool="line-8"))
+    result = CliRunner().invoke(deploy, ["--pool", "line-8", "--project", str(project),
+                                         "--drift-every", "2h", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["dry_run"] is False
+    with get_client(sync_client=True) as client:
+        assert len(pool_deployments(client, "line-8")) == 6
+        assert len(client.read_deployments()) == 6  # the server's, across every pool
+        drift = client.read_deployment_by_name("drift-check/drift-check")
+        assert [s.schedule.interval.total_seconds() for s in drift.schedules] == [7200]
+        retrain = client.read_deployment_by_name("retrain/retrain")
+        assert retrain.schedules == []
+        assert len(owned_automations(client, retrain.id)) == 1
+
+
+@pytest.mark.slow
+def test_dry_run_prints_the_plan_and_registers_nothing(harness, project) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    result = CliRunner().invoke(deploy, ["--pool", "line-9", "--project", str(project),
+                                         "--dry-run"])
+    assert result.exit_code == 0, result.output
+    for name in ("drift-check", "request-labels", "collect-labels", "retrain",
+                 "release-canary", "release-refresh", FLEET_EVENT, DATASET_EVENT):
+        assert name in result.output
+    with get_client(sync_client=True) as client:
+        with pytest.raises(ObjectNotFound):
+            client.read_work_pool("line-9")
+        assert pool_deployments(client, "line-9") == []
+
+
+def test_unreachable_prefect_api_is_a_one_line_error(project) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        result = CliRunner().invoke(deploy, ["--project", str(project)])
+    assert result.exit_code == 1
+    assert "not reachable" in result.output and "prefect server start" in result.output

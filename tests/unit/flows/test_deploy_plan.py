@@ -1,0 +1,90 @@
+"""The deployment plan: which flow runs when, on which event, with which parameters (no Prefect)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.deploy import (
+    DATASET_EVENT,
+    FLEET_EVENT,
+    DeployPlanError,
+    Intervals,
+    dataset_resource,
+    deployment_plan,
+    parse_interval,
+)
+
+ENTRYPOINT_FILES = ("flows/drift_flow.py", "flows/labelling_flows.py", "flows/retrain_flow.py",
+                    "flows/release_flow.py")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "line-7"
+    for name in ENTRYPOINT_FILES:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("")
+    return root
+
+
+def test_default_plan_schedules_the_loop_and_retrains_only_on_a_new_dataset(project) -> None:
+    plan = deployment_plan(project)
+    by_name = {d.name: d for d in plan.deployments}
+    assert plan.pool == "edgeloop"
+    assert {n: d.interval_s for n, d in by_name.items()} == {
+        "drift-check": 3600, "request-labels": 86400, "collect-labels": 900, "retrain": None,
+        "release-canary": 600, "release-refresh": 43200}
+    retrain = by_name["retrain"]
+    assert retrain.trigger is not None and retrain.trigger.event == DATASET_EVENT
+    assert retrain.trigger.resource == dataset_resource(project) == "edgeloop.dataset.line-7"
+    assert retrain.parameters == {"repo": str(project.resolve()), "release": True}
+    assert "event.payload.git_commit" in retrain.trigger.parameters["dataset"]
+    request = by_name["request-labels"]
+    assert request.trigger is not None and request.trigger.event == FLEET_EVENT
+    assert [d.name for d in plan.deployments if d.trigger] == ["request-labels", "retrain"]
+    assert all(d.entrypoint.split(":")[0] in ENTRYPOINT_FILES for d in plan.deployments)
+
+
+def test_hub_url_reaches_every_flow_that_talks_to_the_hub(project) -> None:
+    plan = deployment_plan(project, hub_url="http://hub.line-7:8700")
+    params = {d.name: d.parameters for d in plan.deployments}
+    assert params["drift-check"] == {"hub_url": "http://hub.line-7:8700"}
+    assert params["request-labels"] == {"overrides": {"hub_url": "http://hub.line-7:8700"}}
+    assert params["release-canary"]["hub_url"] == "http://hub.line-7:8700"
+    assert params["release-refresh"]["hub_url"] == "http://hub.line-7:8700"
+
+
+def test_flow_runs_get_the_offline_switches_but_keep_the_workers_prefect_home(project) -> None:
+    env = deployment_plan(project).env
+    assert env["YOLO_OFFLINE"] == "1"
+    assert env["MPLCONFIGDIR"] == str(project.resolve() / "var" / "matplotlib")
+    assert "PREFECT_HOME" not in env
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90", 90), ("90s", 90), ("15m", 900), ("1h", 3600), ("1d", 86400), (" 2h ", 7200)])
+def test_interval_accepts_seconds_and_units(text, seconds) -> None:
+    assert parse_interval(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "0m", "1.5h", "1w", "-5", "", "hourly"])
+def test_interval_refuses_anything_else(text) -> None:
+    with pytest.raises(DeployPlanError):
+        parse_interval(text)
+
+
+def test_refresh_interval_at_or_beyond_the_timestamp_expiry_is_refused(project) -> None:
+    with pytest.raises(DeployPlanError, match="TUF timestamp's expiry"):
+        deployment_plan(project, intervals=Intervals(release_refresh=365 * 86400))
+
+
+def test_zero_interval_is_refused(project) -> None:
+    with pytest.raises(DeployPlanError, match="collect-labels interval"):
+        deployment_plan(project, intervals=Intervals(collect_labels=0))
+
+
+def test_project_without_the_flows_is_refused(tmp_path) -> None:
+    with pytest.raises(DeployPlanError, match="not an edgeloop checkout"):
+        deployment_plan(tmp_path)
