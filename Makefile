@@ -24,7 +24,7 @@ export XDG_DATA_HOME := $(VAR)/xdg/data
 
 help:
 	@echo "make setup   create .venv (project, all extras) and .venv-labelstudio; offline settings in var/"
-	@echo "make demo    run the closed loop on this machine"
+	@echo "make demo    run the closed loop on this machine (ARGS=--exit: stop at the end)"
 	@echo "make test    lint and run the test suite (runs setup when needed)"
 	@echo "make seed    dvc repro seed_evaluate: render the seed dataset, train, export, evaluate"
 	@echo "make bench   run the benchmarks under bench/ (each prints JSON)"
@@ -65,10 +65,9 @@ test: setup
 seed: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro seed_evaluate
 
-# Until the closed loop lands (issue 9), the demo shows the synthetic line and its scenarios.
+# The closed loop on this machine; ARGS=--exit stops at the end instead of keeping the UIs up.
 demo: setup
-	$(BIN)/edgeloop sim scenarios
-	$(BIN)/edgeloop sim preview --out var/demo/scenarios.png
+	$(BIN)/edgeloop demo $(ARGS)
 
 reliability: setup
 	$(BIN)/python -m pytest -q tests/reliability tests/integration/test_hub_kill9.py \

@@ -42,6 +42,41 @@ class LiveView:
         return Group(table, *log)
 
 
+class LogLines:
+    """Prints the demo's event lines as they come (for a log file rather than a terminal)."""
+
+    def __init__(self, view: LiveView, console: Any) -> None:
+        import threading
+
+        self.view, self.console = view, console
+        self.printed = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="demo-log", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            self.stopping.set()
+            self.thread.join(timeout=5)
+            self._flush()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(1.0):
+            self._flush()
+
+    def _flush(self) -> None:
+        state = self.view.state
+        if state is None:
+            return
+        with state.lock:
+            lines = state.log[self.printed:]
+            self.printed += len(lines)
+        for line in lines:
+            self.console.print(line, highlight=False, soft_wrap=True)
+
+
 @click.command()
 @click.option("--out", default=ROOT / "var" / "demo", show_default=True,
               type=click.Path(path_type=Path, file_okay=False),
@@ -72,10 +107,14 @@ def demo(out: Path, devices: int, fps: float, size: str, timeout_min: float,
     and the fleet updates. Writes OUT/report.md, OUT/timeline.png and OUT/summary.json.
     """
     import os
+    import signal
+    import sys
 
     from rich.console import Console
     from rich.live import Live
 
+    # SIGTERM (a supervisor, `timeout`) unwinds like Ctrl-C: every server started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # Flow and task logs go to the Prefect UI; the terminal shows the live view instead.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from flows.demo_loop import DemoConfig, run_demo, tiny
@@ -89,7 +128,7 @@ def demo(out: Path, devices: int, fps: float, size: str, timeout_min: float,
     view = LiveView()
 
     def keep_up(urls: dict[str, str]) -> None:
-        live.stop()
+        display.stop()
         if exit_at_end:
             return
         console.print("The UIs stay up until Ctrl-C:")
@@ -101,8 +140,14 @@ def demo(out: Path, devices: int, fps: float, size: str, timeout_min: float,
         except KeyboardInterrupt:
             console.print("stopping the servers...")
 
-    with Live(view, console=console, refresh_per_second=2, transient=False) as live:
+    # A terminal gets the live table; a log (CI, a file) gets the event lines as they happen.
+    display: Live | LogLines = Live(view, console=console, refresh_per_second=2) \
+        if console.is_terminal else LogLines(view, console)
+    display.start()
+    try:
         result = run_demo(config, on_state=lambda s: setattr(view, "state", s), keep_up=keep_up)
+    finally:
+        display.stop()
     console.print(rich_summary_table(result.summary))
     console.print(f"report {result.report}\nplot   {result.plot}\nsummary {result.summary_json}")
     if as_json:

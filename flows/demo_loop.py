@@ -62,6 +62,7 @@ class DemoConfig:
     update_every_s: float = 5.0  # devices poll the hub for releases
     timeout_s: float = 1800.0
     champion: Path = CHAMPION
+    cache: Path = ROOT / "var" / "cache"  # kept between runs: Label Studio's migrated template
     label_error_rate: float = 0.0
 
     def __post_init__(self) -> None:
@@ -112,6 +113,7 @@ class DemoState:
     markers: list[Marker] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     accuracy: dict[tuple[str, str], float] = field(default_factory=dict)  # (model, conditions)
+    first_ids: dict[str, int] = field(default_factory=dict)  # each device's first frame id
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def t(self) -> float:
@@ -164,20 +166,43 @@ class Watcher(threading.Thread):
         if rows.empty:
             return
         self.since = rows["captured_at"].max().to_pydatetime() - timedelta(seconds=1)
+        firsts = rows.groupby("device_id")["frame_id"].min()
         newest = rows.sort_values("frame_id").groupby("device_id").tail(1)
         t = self.state.t()
         with self.state.lock:
+            for device, first in firsts.items():  # a fresh spool's ids start at a clock value
+                self.state.first_ids.setdefault(str(device), int(first))
             for row in newest.itertuples():
-                view = self.state.devices.setdefault(str(row.device_id), DeviceView())
-                if int(row.frame_id) <= view.frame:
+                device = str(row.device_id)
+                view = self.state.devices.setdefault(device, DeviceView())
+                index = int(row.frame_id) - self.state.first_ids[device]  # the stream's frame
+                if index <= view.frame:
                     continue
-                view.frame, view.model_version = int(row.frame_id), str(row.model_version)
-                view.conditions = active_scenario(self.layers[row.device_id], view.frame)
+                view.frame, view.model_version = index, str(row.model_version)
+                view.conditions = active_scenario(self.layers[device], view.frame)
                 view.map50 = self.state.accuracy.get((view.model_version, view.conditions))
                 if view.map50 is not None:
                     self.state.samples.append(AccuracySample(
-                        t, str(row.device_id), view.frame, view.model_version, view.conditions,
-                        view.map50))
+                        t, device, view.frame, view.model_version, view.conditions, view.map50))
+
+
+class StreamDesk:
+    """Label Studio as the simulated annotator's desk, with each task's frame id turned into
+    its device's stream index (the hint `TruthLookup` renders first)."""
+
+    def __init__(self, desk: Any, first_ids: dict[str, int]) -> None:
+        self.desk, self.first_ids = desk, first_ids
+
+    def open_tasks(self) -> list[Any]:
+        tasks = self.desk.open_tasks()
+        return [replace(t, frame_id=t.frame_id - self.first_ids[t.device])
+                if t.frame_id is not None and t.device in self.first_ids else t for t in tasks]
+
+    def image(self, task: Any) -> bytes:
+        return bytes(self.desk.image(task))
+
+    def submit(self, task: Any, boxes: Any, width: int, height: int) -> None:
+        self.desk.submit(task, boxes, width, height)
 
 
 # -- the conductor's steps ----------------------------------------------------------------------
@@ -278,11 +303,14 @@ def label_round(state: DemoState, fleet: Fleet, config: DemoConfig, out: Path) -
     while True:
         overrides = labelling_overrides(fleet, out, config.label_budget - sent)
         report = request_labels(config=None, overrides=overrides)
-        sent += int(report.get("sent", 0))
+        sent += len(report["sent"])
         state.say(f"labelling round: {sent}/{config.label_budget} frames in Label Studio")
         with LabelStudioClient(fleet.labelstudio_url, fleet.labelstudio_token) as ls:
             project_id = int(report["project_id"])
-            done = annotate_open_tasks(LabelStudioDesk(ls, project_id), lookup,
+            with state.lock:
+                first_ids = dict(state.first_ids)
+            done = annotate_open_tasks(StreamDesk(LabelStudioDesk(ls, project_id), first_ids),
+                                       lookup,
                                        error_rate=config.label_error_rate)
         labelled += done.annotated
         state.say(f"simulated annotator labelled {done.annotated} frames "
@@ -293,9 +321,12 @@ def label_round(state: DemoState, fleet: Fleet, config: DemoConfig, out: Path) -
     collected = collect_labels(repo=str(fleet.project), config=None,
                                overrides=labelling_overrides(fleet, out, config.label_budget))
     version = collected.get("version") or {}
-    state.mark("labels_done", f"{labelled} labels collected: dataset "
-                              f"{str(version.get('git_commit', '?'))[:8]}")
-    return labelled
+    if not version:
+        raise DemoError(f"no new dataset version: {labelled} frames labelled, "
+                        f"{len(collected['rejected'])} refused at collection")
+    state.mark("labels_done", f"{collected['frames']} labelled frames collected: dataset "
+                              f"{str(version['git_commit'])[:8]}")
+    return int(collected["frames"])
 
 
 @dataclass
@@ -313,7 +344,7 @@ class Outcome:
 
 
 def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[str, Path],
-            out: Path, deadline: float, health: Callable[[], None]) -> Outcome:
+            out: Path, deadline: float, health: Callable[[], None], outcome: Outcome) -> None:
     """The flows, in the order their schedules and triggers would run them; `health` raises
     DemoError when a server or a device died."""
     from flows.release_canary import Verdict
@@ -399,7 +430,7 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
         if len(running) >= config.devices and all(v == version for v in running):
             outcome.updated_t = state.t()
             state.mark("fleet_updated", f"every device runs {published.manifest.release_id}")
-            return outcome
+            return
         time.sleep(1.0)
 
 
@@ -472,10 +503,10 @@ class DemoResult:
 def tiny(config: DemoConfig) -> DemoConfig:
     """The same loop at the end-to-end test's sizes."""
     return replace(config, fps=4.0, fault_at=60, drift_at=200, reference_frames=200,
-                   eval_frames=40, label_budget=24, drift_window=100, drift_every_s=15.0,
+                   eval_frames=40, label_budget=40, drift_window=100, drift_every_s=15.0,
                    canary_min_frames=60,
-                   project=ProjectSizes(seed_train=160, seed_val=40, seed_test=40, epochs=4,
-                                        group_frames=60))
+                   project=ProjectSizes(seed_train=160, seed_val=40, seed_test=40, epochs=8,
+                                        group_frames=20))
 
 
 def env_for_children(out: Path) -> dict[str, str]:
@@ -583,8 +614,7 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
         use_offline_environment(out / "var")
         services.append(start_hub(out / "hub", ADMIN_TOKEN, env))
         hub_url = services[-1].url
-        ls = stack.enter_context(fresh_label_studio(out / "labelstudio",
-                                                    out / "var" / "cache"))
+        ls = stack.enter_context(fresh_label_studio(out / "labelstudio", config.cache))
         services.append(start_evidently_ui(out / "drift" / "workspace",
                                            out / "logs" / "evidently.log", env))
         urls = {"Prefect UI": prefect.url, "Label Studio": ls.url,
@@ -617,8 +647,8 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
         error = None
         outcome = Outcome()
         try:
-            outcome = conduct(state, fleet, config, configs, out, deadline,
-                              lambda: check_alive(services))
+            conduct(state, fleet, config, configs, out, deadline, lambda: check_alive(services),
+                    outcome)
             state.phase = "done: the loop closed"
         except DemoError as exc:
             error = str(exc)
