@@ -288,9 +288,11 @@ def labelling_overrides(fleet: Fleet, out: Path, budget: int) -> dict[str, Any]:
             "selection__budget": budget}
 
 
-def label_round(state: DemoState, fleet: Fleet, config: DemoConfig, out: Path) -> int:
-    """Request labels (repeated until the budget is sent or the wait is over), let the simulated
-    annotator label them in Label Studio, collect them into a DVC version. Returns labels used."""
+def label_round(state: DemoState, fleet: Fleet, config: DemoConfig, out: Path,
+                since: datetime) -> int:
+    """Request labels from the frames kept `since` (the alarming window's start), repeated until
+    the budget is sent or the wait is over; let the simulated annotator label them in Label
+    Studio; collect them into a DVC version. Returns the labels used."""
     from flows.labelling_flows import collect_labels, request_labels
     from flows.labelstudio_client import LabelStudioClient
     from flows.labelstudio_desk import LabelStudioDesk
@@ -302,7 +304,7 @@ def label_round(state: DemoState, fleet: Fleet, config: DemoConfig, out: Path) -
     labelled = 0
     while True:
         overrides = labelling_overrides(fleet, out, config.label_budget - sent)
-        report = request_labels(config=None, overrides=overrides)
+        report = request_labels(config=None, overrides=overrides, since=since)
         sent += len(report["sent"])
         state.say(f"labelling round: {sent}/{config.label_budget} frames in Label Studio")
         with LabelStudioClient(fleet.labelstudio_url, fleet.labelstudio_token) as ls:
@@ -346,12 +348,11 @@ class Outcome:
 def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[str, Path],
             out: Path, deadline: float, health: Callable[[], None], outcome: Outcome) -> None:
     """The flows, in the order their schedules and triggers would run them; `health` raises
-    DemoError when a server or a device died."""
+    DemoError when a server or a device died. What it saw goes into `outcome` as it goes."""
     from flows.release_canary import Verdict
     from flows.release_flow import canary_decision, release
     from flows.retrain_flow import retrain
 
-    outcome = Outcome()
     ids = device_ids(config.devices)
     fault_device = ids[-1]
     next_check = 0.0
@@ -391,7 +392,9 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
     outcome.fault_isolated = fault_device in faults_marked and onset_marked
     state.phase = "labelling: request, annotate in Label Studio, collect into DVC"
     started = time.monotonic()
-    outcome.labels_used = label_round(state, fleet, config, out)
+    # The frames of the window that raised the alarm: what the annotators should see first.
+    window_start = datetime.now(UTC) - timedelta(seconds=config.drift_window / config.fps)
+    outcome.labels_used = label_round(state, fleet, config, out, window_start)
     outcome.stages_s["labelling"] = round(time.monotonic() - started, 1)
     _check_time(deadline, "labelling took the demo's time", health)
     state.phase = "retrain: dvc repro (prepare, fine-tune, export, evaluate, gate, profile)"
@@ -503,9 +506,9 @@ class DemoResult:
 def tiny(config: DemoConfig) -> DemoConfig:
     """The same loop at the end-to-end test's sizes."""
     return replace(config, fps=4.0, fault_at=60, drift_at=200, reference_frames=200,
-                   eval_frames=40, label_budget=40, drift_window=100, drift_every_s=15.0,
+                   eval_frames=40, label_budget=50, drift_window=100, drift_every_s=15.0,
                    canary_min_frames=60,
-                   project=ProjectSizes(seed_train=160, seed_val=40, seed_test=40, epochs=8,
+                   project=ProjectSizes(seed_train=160, seed_val=40, seed_test=40, epochs=10,
                                         group_frames=20))
 
 
@@ -612,6 +615,10 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
                            "PREFECT_HOME": str(out / "var" / "prefect"),
                            "EDGELOOP_ADMIN_TOKEN": ADMIN_TOKEN})
         use_offline_environment(out / "var")
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        # Also when Prefect was imported before (a test session): the flows run on this server.
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: f"{prefect.url}/api"}))
         services.append(start_hub(out / "hub", ADMIN_TOKEN, env))
         hub_url = services[-1].url
         ls = stack.enter_context(fresh_label_studio(out / "labelstudio", config.cache))
