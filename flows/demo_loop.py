@@ -53,7 +53,7 @@ class DemoConfig:
     project: ProjectSizes = field(default_factory=ProjectSizes)
     reference_frames: int = 300  # the seed release's reference profile (baseline frames)
     eval_frames: int = 100  # held-out frames per condition for the accuracy figures
-    label_budget: int = 50  # frames sent to Label Studio in the round after the alarm
+    label_budget: int = 100  # frames sent to Label Studio in the round after the alarm
     label_wait_s: float = 120.0  # longest wait for the hub to hold a round's worth of frames
     drift_window: int = 150  # frames of each device's live window
     drift_every_s: float = 20.0
@@ -508,7 +508,7 @@ def tiny(config: DemoConfig) -> DemoConfig:
     return replace(config, fps=4.0, fault_at=60, drift_at=200, reference_frames=200,
                    eval_frames=40, label_budget=50, drift_window=100, drift_every_s=15.0,
                    canary_min_frames=60,
-                   project=ProjectSizes(seed_train=160, seed_val=40, seed_test=40, epochs=10,
+                   project=ProjectSizes(seed_train=160, seed_val=40, seed_test=40, epochs=6,
                                         group_frames=20))
 
 
@@ -657,6 +657,7 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
             conduct(state, fleet, config, configs, out, deadline, lambda: check_alive(services),
                     outcome)
             state.phase = "done: the loop closed"
+            time.sleep(3 * watcher.every_s)  # the timeline shows every device on the release
         except DemoError as exc:
             error = str(exc)
             state.phase = f"stopped: {error}"

@@ -1,0 +1,98 @@
+"""The demo conductor's plain parts: device streams, configs at the demo's sizes, the desk's
+frame-id mapping, the summary from what was seen."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.demo_loop import (
+    DemoConfig,
+    DemoState,
+    Outcome,
+    StreamDesk,
+    device_sources,
+    monitor_overhead_pct,
+    summarise,
+    tiny,
+    write_demo_configs,
+)
+from sim.annotate import DeskTask
+from sim.stream import active_scenario, parse_layers
+
+
+def test_every_device_gets_the_fleet_drift_and_only_the_last_one_the_camera_bump() -> None:
+    config = DemoConfig(devices=4, fault_at=100, drift_at=300)
+    sources = device_sources(config)
+    assert list(sources) == ["cam-1", "cam-2", "cam-3", "cam-4"]
+    for device, spec in sources.items():
+        layers = parse_layers(spec.removeprefix("sim:"))
+        assert active_scenario(layers, 299).startswith("baseline") or device == "cam-4"
+        assert "new_variant" in active_scenario(layers, 300)
+        assert ("camera_bump" in active_scenario(layers, 100)) == (device == "cam-4")
+
+
+def test_the_config_refuses_too_few_devices_and_a_fault_after_the_drift() -> None:
+    with pytest.raises(ValueError, match="at least 3"):
+        DemoConfig(devices=2)
+    with pytest.raises(ValueError, match="before drift_at"):
+        DemoConfig(fault_at=500, drift_at=400)
+    assert tiny(DemoConfig()).drift_at < DemoConfig().drift_at
+
+
+def test_demo_configs_are_the_checkouts_at_the_demos_sizes(tmp_path: Path) -> None:
+    config = DemoConfig(drift_window=120, canary_min_frames=90)
+    paths = write_demo_configs(config, tmp_path)
+    drift = yaml.safe_load(paths["drift"].read_text())
+    release = yaml.safe_load(paths["release"].read_text())
+    sampling = yaml.safe_load(paths["sampling"].read_text())
+    assert drift["window"]["frames"] == 120 and drift["columns"]
+    assert release["canary"]["min_frames"] == 90
+    assert sampling["policies"]["uncertain"]["per_hour"] == 1800
+
+
+class _Desk:
+    def __init__(self) -> None:
+        self.submitted: list[int] = []
+
+    def open_tasks(self) -> list[DeskTask]:
+        return [DeskTask(1, "cam-1", 1_000_042), DeskTask(2, "cam-9", 7), DeskTask(3, "cam-1",
+                                                                                 None)]
+
+    def image(self, task: DeskTask) -> bytes:
+        return b"jpeg"
+
+    def submit(self, task: DeskTask, boxes: object, width: int, height: int) -> None:
+        self.submitted.append(task.id)
+
+
+def test_the_desk_turns_frame_ids_into_stream_indices() -> None:
+    inner = _Desk()
+    desk = StreamDesk(inner, {"cam-1": 1_000_000})
+    tasks = desk.open_tasks()
+    assert [t.frame_id for t in tasks] == [42, 7, None]  # an unknown device keeps its id
+    desk.submit(tasks[0], [], 320, 240)
+    assert inner.submitted == [1]
+
+
+def test_the_summary_is_what_was_seen(tmp_path: Path) -> None:
+    state = DemoState()
+    state.accuracy = {("seed", "baseline"): 0.92, ("seed", "new_variant"): 0.63,
+                      ("new", "new_variant"): 0.88}
+    outcome = Outcome(alarm_frame=575, fault_isolated=True, labels_used=64,
+                      release_model="new", onset_t=100.0, updated_t=580.0)
+    status = tmp_path / "cam-1.json"
+    status.write_text(json.dumps({"infer_ms_p50": 25.0, "monitor_ms_p50": 0.5}))
+    summary = summarise(state, outcome, DemoConfig(drift_at=450), "seed", [status])
+    assert summary.to_json_dict() == {
+        "frames_to_alarm": 125, "labels_used": 64, "map50_before_drift": 0.92,
+        "map50_after_drift": 0.63, "map50_after_release": 0.88,
+        "minutes_drift_to_fleet_updated": 8.0, "monitor_overhead_pct": 2.0,
+        "device_fault_isolated": True}
+    stopped = summarise(state, Outcome(), DemoConfig(), "seed", [])
+    assert stopped.map50_after_release is None and stopped.frames_to_alarm is None
+    assert math.isnan(monitor_overhead_pct([tmp_path / "missing.json"]))
