@@ -84,8 +84,8 @@ class LogLines:
 @click.option("--devices", default=3, show_default=True, type=click.IntRange(min=3),
               help="Simulated edge devices (the first on the canary channel, the last one's "
                    "camera gets bumped).")
-@click.option("--fps", default=3.0, show_default=True, type=click.FloatRange(min=0.5),
-              help="Each device's camera rate.")
+@click.option("--fps", default=None, type=click.FloatRange(min=0.5),
+              help="Each device's camera rate, frames per second (default 3; tiny: 4).")
 @click.option("--size", type=click.Choice(["demo", "tiny"]), default="demo", show_default=True,
               help="tiny: the end-to-end test's sizes (fewer frames, labels and epochs).")
 @click.option("--timeout", "timeout_min", default=30.0, show_default=True,
@@ -94,7 +94,7 @@ class LogLines:
               help="Stop the servers and exit when the loop is done (default: keep the UIs up "
                    "until Ctrl-C).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json at the end.")
-def demo(out: Path, devices: int, fps: float, size: str, timeout_min: float,
+def demo(out: Path, devices: int, fps: float | None, size: str, timeout_min: float,
          exit_at_end: bool, as_json: bool) -> None:
     """Run the whole loop on this machine and measure it.
 
@@ -123,7 +123,7 @@ def demo(out: Path, devices: int, fps: float, size: str, timeout_min: float,
     config = DemoConfig(out=out, devices=devices, timeout_s=timeout_min * 60)
     if size == "tiny":
         config = tiny(config)
-    config = replace(config, fps=fps) if fps != 3.0 or size == "demo" else config
+    config = replace(config, fps=fps) if fps is not None else config
     console = Console(stderr=True)
     view = LiveView()
 

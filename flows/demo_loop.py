@@ -251,6 +251,12 @@ def write_demo_configs(config: DemoConfig, folder: Path) -> dict[str, Path]:
     drift["window"]["max_age_s"] = 3600
     release = yaml.safe_load((ROOT / "configs" / "release.yaml").read_text())
     release["canary"]["min_frames"] = config.canary_min_frames
+    # The candidate's reference profile is replayed on its validation set, which after a
+    # fleet-wide shift is mostly old-domain frames (the replay share): its confidence
+    # distribution differs from the new domain's by design (measured: K-S 0.39 on a release
+    # that recovered 23 mAP50 points). The checks against the previous version on the same
+    # canary devices still hold at their defaults.
+    release["canary"]["max_confidence_ks_vs_reference"] = 0.5
     sampling = yaml.safe_load((ROOT / "configs" / "sampling.yaml").read_text())
     # A shift of minutes, not days: the devices may keep an uncertain frame every few seconds.
     sampling["policies"]["uncertain"]["per_hour"] = 1800
