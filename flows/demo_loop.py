@@ -19,7 +19,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -526,6 +526,22 @@ def env_for_children(out: Path) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` in os.environ (the flows read their settings there) until the block ends; the
+    variables are restored then, so a caller's later Prefect runs go to their own server."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def publish_seed(fleet: Fleet, config: DemoConfig, out: Path) -> Any:
     """Release 1: the champion with its reference profile (baseline frames replayed through it),
     signed and assigned to every channel, as the fleet's factory install."""
@@ -617,9 +633,9 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
         state.phase = "starting the servers: hub, Prefect, Label Studio, Evidently UI"
         prefect = start_prefect(out / "var" / "prefect", env)
         services.append(prefect)
-        os.environ.update({"PREFECT_API_URL": f"{prefect.url}/api",
-                           "PREFECT_HOME": str(out / "var" / "prefect"),
-                           "EDGELOOP_ADMIN_TOKEN": ADMIN_TOKEN})
+        stack.enter_context(environment({"PREFECT_API_URL": f"{prefect.url}/api",
+                                         "PREFECT_HOME": str(out / "var" / "prefect"),
+                                         "EDGELOOP_ADMIN_TOKEN": ADMIN_TOKEN}))
         use_offline_environment(out / "var")
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
