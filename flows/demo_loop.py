@@ -526,6 +526,17 @@ def env_for_children(out: Path) -> dict[str, str]:
     return env
 
 
+def drain_prefect_workers(timeout_s: float = 30.0) -> None:
+    """Send Prefect's buffered logs and events to the server now: its background workers would
+    otherwise try a stopped server later (a test session's next Prefect harness hangs on them)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=timeout_s)
+
+
 @contextlib.contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     """`values` in os.environ (the flows read their settings there) until the block ends; the
@@ -641,6 +652,7 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
 
         # Also when Prefect was imported before (a test session): the flows run on this server.
         stack.enter_context(temporary_settings(updates={PREFECT_API_URL: f"{prefect.url}/api"}))
+        stack.callback(drain_prefect_workers)  # while this server is still up
         services.append(start_hub(out / "hub", ADMIN_TOKEN, env))
         hub_url = services[-1].url
         ls = stack.enter_context(fresh_label_studio(out / "labelstudio", config.cache))
