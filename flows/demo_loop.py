@@ -257,6 +257,11 @@ def write_demo_configs(config: DemoConfig, folder: Path) -> dict[str, Path]:
     # that recovered 23 mAP50 points). The checks against the previous version on the same
     # canary devices still hold at their defaults.
     release["canary"]["max_confidence_ks_vs_reference"] = 0.5
+    # Likewise the previous version's detections per frame: on the new variant the seed model
+    # over-detects (measured on a canary: 4.82 per frame against ~3.5 objects in the frame; the
+    # candidate 3.71), so a fixed model reads as a 23% "drop". Errors, confidence and latency
+    # against the previous version still hold at their defaults.
+    release["canary"]["max_detection_rate_drop_vs_previous"] = 0.5
     sampling = yaml.safe_load((ROOT / "configs" / "sampling.yaml").read_text())
     # A shift of minutes, not days: the devices may keep an uncertain frame every few seconds.
     sampling["policies"]["uncertain"]["per_hour"] = 1800
