@@ -265,8 +265,13 @@ def write_demo_configs(config: DemoConfig, folder: Path) -> dict[str, Path]:
     sampling = yaml.safe_load((ROOT / "configs" / "sampling.yaml").read_text())
     # A shift of minutes, not days: the devices may keep an uncertain frame every few seconds.
     sampling["policies"]["uncertain"]["per_hour"] = 1800
+    gate = yaml.safe_load((ROOT / "configs" / "gate.yaml").read_text())
+    # The gate times champion and candidate one after the other while the devices stream on
+    # the same 2 cores: the ratio moves with their load (measured 1.59 under a concurrent run).
+    gate["max_latency_ratio"] = 2.0
     paths = {}
-    for name, data in (("drift", drift), ("release", release), ("sampling", sampling)):
+    for name, data in (("drift", drift), ("release", release), ("sampling", sampling),
+                       ("gate", gate)):
         paths[name] = folder / f"{name}.yaml"
         paths[name].write_text(yaml.safe_dump(data, sort_keys=False))
     return paths
@@ -516,7 +521,7 @@ class DemoResult:
 
 def tiny(config: DemoConfig) -> DemoConfig:
     """The same loop at the end-to-end test's sizes."""
-    return replace(config, fps=4.0, fault_at=60, drift_at=200, reference_frames=200,
+    return replace(config, fps=4.0, fault_at=60, drift_at=260, reference_frames=200,
                    eval_frames=40, label_budget=50, drift_window=100, drift_every_s=15.0,
                    canary_min_frames=60,
                    project=ProjectSizes(seed_train=160, seed_val=40, seed_test=40, epochs=6,
@@ -667,7 +672,8 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
                 "Evidently UI": services[-1].url, "hub API": f"{hub_url}/docs"}
         state.say("servers up: " + ", ".join(f"{k} {v}" for k, v in urls.items()))
         state.phase = "building the data project (git + DVC, seed set rendered)"
-        champion_onnx = build_project(out / "project", config.champion, config.project, env)
+        champion_onnx = build_project(out / "project", config.champion, config.project, env,
+                                      {"configs/gate.yaml": configs["gate"].read_text()})
         fleet = Fleet(hub_url, ls.url, ls.token, ls.files_root, prefect.url, urls["Evidently UI"],
                       out / "project", champion_onnx, {})
         state.phase = "rendering held-out frames and scoring the seed model on them"
