@@ -100,7 +100,6 @@ class DeviceView:
     map50: float | None = None
     drift_score: float | None = None
     drifted: bool = False
-    status_file: Path | None = None
 
 
 @dataclass
@@ -214,11 +213,8 @@ class Fleet:
     labelstudio_url: str
     labelstudio_token: str
     labelstudio_files: Path
-    prefect_url: str
-    evidently_url: str
     project: Path
     champion_onnx: Path
-    tokens: dict[str, str]
 
 
 def score_models(state: DemoState, model: Path, eval_dir: Path, threads: int = 1) -> str:
@@ -674,8 +670,7 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
         state.phase = "building the data project (git + DVC, seed set rendered)"
         champion_onnx = build_project(out / "project", config.champion, config.project, env,
                                       {"configs/gate.yaml": configs["gate"].read_text()})
-        fleet = Fleet(hub_url, ls.url, ls.token, ls.files_root, prefect.url, urls["Evidently UI"],
-                      out / "project", champion_onnx, {})
+        fleet = Fleet(hub_url, ls.url, ls.token, ls.files_root, out / "project", champion_onnx)
         state.phase = "rendering held-out frames and scoring the seed model on them"
         render_eval_sets(config, out / "eval")
         seed_version = score_models(state, champion_onnx, out / "eval")
@@ -686,7 +681,7 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
         layers = {s.device_id: parse_layers(s.source.removeprefix("sim:")) for s in specs}
         with state.lock:
             for spec in specs:
-                state.devices[spec.device_id] = DeviceView(status_file=spec.status_file)
+                state.devices[spec.device_id] = DeviceView()
         state.started = time.monotonic()  # the timeline's zero: the devices start streaming
         for spec in specs:
             services.append(start_agent(spec, hub_url, fps=config.fps,
