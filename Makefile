@@ -58,15 +58,18 @@ $(VAR)/.offline-ok: $(VENV)/.deps-ok scripts/offline_setup.py
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup
+# setup's two venvs build side by side (-j2); the slowest tests are listed at the end.
+test:
+	@$(MAKE) --no-print-directory -j2 setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 seed: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro seed_evaluate
 
 # The closed loop on this machine; ARGS=--exit stops at the end instead of keeping the UIs up.
-demo: setup
+demo:
+	@$(MAKE) --no-print-directory -j2 setup
 	$(BIN)/edgeloop demo $(ARGS)
 
 reliability: setup

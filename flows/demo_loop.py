@@ -255,9 +255,13 @@ def write_demo_configs(config: DemoConfig, folder: Path) -> dict[str, Path]:
     release["canary"]["max_confidence_ks_vs_reference"] = 0.5
     # Likewise the previous version's detections per frame: on the new variant the seed model
     # over-detects (measured on a canary: 4.82 per frame against ~3.5 objects in the frame; the
-    # candidate 3.71), so a fixed model reads as a 23% "drop". Errors, confidence and latency
-    # against the previous version still hold at their defaults.
+    # candidate 3.71), so a fixed model reads as a 23% "drop". Its mean confidence is inflated
+    # the same way: a candidate trained on 50 labels for a few epochs is less sure of itself
+    # than the seed model is of its wrong boxes (measured in CI: 0.506 against 0.559 on a
+    # release that recovered accuracy). Errors and latency against the previous version still
+    # hold at their defaults.
     release["canary"]["max_detection_rate_drop_vs_previous"] = 0.5
+    release["canary"]["max_confidence_drop_vs_previous"] = 0.15
     sampling = yaml.safe_load((ROOT / "configs" / "sampling.yaml").read_text())
     # A shift of minutes, not days: the devices may keep an uncertain frame every few seconds.
     sampling["policies"]["uncertain"]["per_hour"] = 1800

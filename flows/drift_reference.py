@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -104,8 +106,10 @@ class HubReferences:
                     raise ValueError(f"{REFERENCE_FILE} of release {manifest.release_id} does "
                                      "not match its manifest's sha256")
                 self.cache.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_bytes(data)
-                tmp.replace(path)
+                # Devices are checked in parallel threads: each writes its own temporary file.
+                handle, tmp = tempfile.mkstemp(dir=self.cache, prefix=f".{entry.sha256}-")
+                with os.fdopen(handle, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, path)
             return pd.read_parquet(io.BytesIO(path.read_bytes()))
         raise ReferenceNotFoundError(model_version, f"the hub's releases at {self.client.base_url}")
