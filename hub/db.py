@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -93,6 +95,8 @@ channel_events = sa.Table(
 # several hub processes cannot both pass "version goes up" with different versions.
 locks = sa.Table("locks", metadata, sa.Column("name", Key, primary_key=True))
 LOCK_NAMES = ("releases",)
+MAX_GROUP = 16  # write_grouped: the most writes one transaction carries
+T = TypeVar("T")
 
 
 def make_engine(url: str, busy_timeout_s: float) -> Engine:
@@ -147,6 +151,9 @@ class Database:
         self.busy_timeout_s = busy_timeout_s
         # SQLite has one writer at a time; queueing threads here beats its sleep-and-poll lock.
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._group = threading.Condition()  # write_grouped: its queue and its one writer
+        self._queued: list[_Grouped[Any]] = []
+        self._group_writing = False
 
     def describe(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
@@ -166,6 +173,55 @@ class Database:
             conn = conn.execution_options(hub_write=True)
             with conn.begin():
                 yield conn
+
+    def write_grouped(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in a write transaction shared with the writes queued meanwhile.
+
+        SQLite commits one transaction at a time, each with its own fsync: under many devices the
+        commit, not the insert, is the queue. Writes that arrive while one is committing wait
+        together and then go in one transaction (group commit): each caller returns once that
+        transaction committed, with its own result; if it fails, every caller of the group gets
+        the error. `work` must not raise for reasons of its own input (validate before): one bad
+        write would fail the group. PostgreSQL takes concurrent writers: no grouping there.
+        """
+        if self._write_lock is None:
+            with self.write() as conn:
+                return work(conn)
+        job: _Grouped[T] = _Grouped(work)
+        deadline = time.monotonic() + self.busy_timeout_s
+        with self._group:
+            self._queued.append(job)
+            while not job.finished and self._group_writing:
+                queued, remaining = job in self._queued, deadline - time.monotonic()
+                if queued and remaining <= 0:
+                    self._queued.remove(job)
+                    raise Unavailable(f"database busy: no write turn within "
+                                      f"{self.busy_timeout_s} s")
+                # Taken into a transaction in flight: that writer reports, however long it takes.
+                self._group.wait(remaining if queued else None)
+            if not job.finished:  # this thread writes the queue, its own write first
+                self._group_writing = True
+                self._queued.remove(job)
+                jobs = [job, *self._queued[:MAX_GROUP - 1]]
+                del self._queued[:MAX_GROUP - 1]
+        if not job.finished:
+            try:
+                with self.write() as conn:
+                    for each in jobs:
+                        each.result = each.work(conn)
+            except BaseException as error:
+                for each in jobs:
+                    each.error = error
+                raise
+            finally:
+                with self._group:
+                    for each in jobs:
+                        each.finished = True
+                    self._group_writing = False
+                    self._group.notify_all()
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[return-value]  # finished without an error: set
 
     @contextlib.contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -199,3 +255,13 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@dataclass(eq=False)
+class _Grouped(Generic[T]):
+    """One caller's write in `Database.write_grouped`, and what came of it."""
+
+    work: Callable[[Connection], T]
+    result: T | None = None
+    error: BaseException | None = None
+    finished: bool = False

@@ -19,6 +19,13 @@ from hub.registry import DeviceIdentity
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 _RECORDS = TypeAdapter(list[FrameStats])
 _FLAT_EXCLUDED = ("class_counts", "embedding")  # stats_row spreads these into columns
+_COLUMNS = ("device_id", "frame_id", "model_version", "captured_us", "received_us", "body")
+
+
+def _insert_sql(dialect: str) -> str:
+    marks = ", ".join(["?" if dialect == "sqlite" else "%s"] * len(_COLUMNS))
+    return (f"INSERT INTO {telemetry.name} ({', '.join(_COLUMNS)}) VALUES ({marks}) "
+            "ON CONFLICT (device_id, frame_id) DO NOTHING")
 
 
 def ingest_telemetry(db: Database, device: DeviceIdentity, body: bytes) -> TelemetryStored:
@@ -34,17 +41,19 @@ def ingest_telemetry(db: Database, device: DeviceIdentity, body: bytes) -> Telem
                           f"exceeds {BIGINT_MAX}")
     received = now_us()
     dump = FrameStats.__pydantic_serializer__.to_json  # model_dump_json minus per-call overhead
-    rows = [{"device_id": r.device_id, "frame_id": r.frame_id, "model_version": r.model_version,
-             "captured_us": to_us(r.captured_at), "received_us": received,
-             "body": dump(r).decode()} for r in batch.records]
-    insert = (db.insert(telemetry)
-              .on_conflict_do_nothing(index_elements=["device_id", "frame_id"])
-              .returning(telemetry.c.id))  # only new rows come back: that is the count of new
-    with db.write() as conn:
-        stored = len(conn.execute(insert, rows).all())
+    rows = [(r.device_id, r.frame_id, r.model_version, to_us(r.captured_at), received,
+             dump(r).decode()) for r in batch.records]
+
+    def store(conn: sa.Connection) -> int:
+        # The driver's executemany: SQLAlchemy's per-row parameter handling cost more than the
+        # insert itself. Its rowcount is the rows inserted; duplicates are ignored.
+        stored = int(conn.exec_driver_sql(_insert_sql(db.dialect), rows).rowcount)
         conn.execute(devices.update().where(devices.c.device_id == device.device_id)
                      .values(last_seen_us=received,
                              telemetry_stored=devices.c.telemetry_stored + stored))
+        return stored
+
+    stored = db.write_grouped(store)  # batches arriving meanwhile share its commit
     return TelemetryStored(device_id=device.device_id, received=len(rows), stored=stored,
                            duplicates=len(rows) - stored)
 
