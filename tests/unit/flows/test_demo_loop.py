@@ -3,8 +3,11 @@ frame-id mapping, the summary from what was seen."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from flows.demo_loop import (
     Outcome,
     StreamDesk,
     device_sources,
+    enter_in_background,
     monitor_overhead_pct,
     summarise,
     tiny,
@@ -96,3 +100,31 @@ def test_the_summary_is_what_was_seen(tmp_path: Path) -> None:
     stopped = summarise(state, Outcome(), DemoConfig(), "seed", [])
     assert stopped.map50_after_release is None and stopped.frames_to_alarm is None
     assert math.isnan(monitor_overhead_pct([tmp_path / "missing.json"]))
+
+
+def test_a_server_started_in_the_background_is_stopped_when_the_demo_unwinds() -> None:
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def server() -> Iterator[str]:
+        events.append(f"start on {threading.current_thread().name}")
+        yield "url"
+        events.append("stop")
+
+    with contextlib.ExitStack() as stack:
+        started = enter_in_background(stack, server())
+        assert started.result(5) == "url"
+        assert events == [events[0]] and "demo-start" in events[0]
+    assert events[-1] == "stop"
+
+
+def test_a_server_that_failed_to_start_is_reported_and_not_stopped() -> None:
+    @contextlib.contextmanager
+    def broken() -> Iterator[str]:
+        raise RuntimeError("port taken")
+        yield "never"
+
+    with contextlib.ExitStack() as stack:
+        started = enter_in_background(stack, broken())
+        with pytest.raises(RuntimeError, match="port taken"):
+            started.result(5)
