@@ -39,8 +39,10 @@ $(VENV)/.torch-ok:
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	touch $@
 
+# The rest through uv (same resolution as pip here, ~15 s instead of ~130 s); it keeps that torch.
 $(VENV)/.deps-ok: $(VENV)/.torch-ok pyproject.toml
-	$(BIN)/pip install --quiet -e '.[edge,cloud,dev]'
+	$(BIN)/pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[edge,cloud,dev]'
 	$(BIN)/pip check
 	touch $@
 
