@@ -153,7 +153,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     }
 
 
-def main() -> None:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--batches", type=int, default=400, help="batches to post in all")
@@ -165,6 +165,11 @@ def main() -> None:
     parser.add_argument("--db", default=None,
                         help="the hub's database URL (default: a throwaway SQLite file); "
                              "give an empty database, the bench registers devices bench-N")
+    return parser
+
+
+def main() -> None:
+    parser = make_parser()
     args = parser.parse_args()
     if not (1 <= args.batches <= 100_000 and 1 <= args.devices <= 64
             and 1 <= args.batch_size <= 5000 and 0 < args.seconds <= 600):

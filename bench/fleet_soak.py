@@ -59,9 +59,6 @@ from edge_runtime.contract import (  # noqa: E402
 from hub.client import HubClient  # noqa: E402
 
 HOST = "127.0.0.1"  # the bench never talks to anything else
-# bench/RESULTS.md, hub_ingest (2026-11-28): one hub, 4 devices posting pre-built 500-record gzip
-# batches; the rate this soak is held against (the PostgreSQL figure for --db-url runs).
-INGEST_BENCH_RECORDS_PER_S = {"sqlite": 31_470, "postgresql": 14_196}
 TARGET_SHARE = 0.8  # issue 10: sustained load at >= 80% of the ingest benchmark's rate
 FLAT_MEMORY_GROWTH = 0.10  # last-minute mean RSS at most 10% above the first minute's
 WINDOW_S = 10.0
@@ -552,12 +549,11 @@ def register(hub: RunningHub, count: int) -> list[DeviceState]:
 
 def summarize(config: SoakConfig, tally: Tally, rss: list[tuple[float, float]],
               cpu: dict[str, float], verified: dict[str, Any],
-              load: dict[str, list[float]]) -> dict[str, Any]:
+              load: dict[str, list[float]], reference: float) -> dict[str, Any]:
     full_windows = int(config.duration_s // WINDOW_S)
     windows = [round(tally.window_records[w] / WINDOW_S) for w in range(full_windows)]
     records = sum(tally.window_records.values())
     rate = records / config.duration_s
-    reference = INGEST_BENCH_RECORDS_PER_S[config.db_kind]
     target = TARGET_SHARE * reference
     memory = rss_summary(rss, config.duration_s)
     met = {"rate": rate >= target,
@@ -570,7 +566,7 @@ def summarize(config: SoakConfig, tally: Tally, rss: list[tuple[float, float]],
                                sa.make_url(config.db_url).render_as_string(hide_password=True)}
     return {
         "bench": "fleet_soak", "db": config.db_kind, "inputs": inputs,
-        "ingest_bench_records_per_s": reference, "target_records_per_s": round(target),
+        "ingest_bench_records_per_s": round(reference), "target_records_per_s": round(target),
         "records": records, "records_per_s": round(rate),
         "rate_vs_ingest_bench": round(rate / reference, 3),
         # Comparable across runs on a shared machine: what one core of hub CPU ingests.
@@ -588,7 +584,26 @@ def summarize(config: SoakConfig, tally: Tally, rss: list[tuple[float, float]],
     }
 
 
-def run(config: SoakConfig, work: Path) -> dict[str, Any]:
+def measure_reference(config: SoakConfig, work: Path) -> dict[str, Any]:
+    """`bench_hub_ingest.py` with its defaults, on its own throwaway hub, on this machine now:
+    the burst rate the soak is held against (a figure from another machine would not compare)."""
+    from bench_hub_ingest import make_parser
+    from bench_hub_ingest import run as ingest
+
+    work.mkdir()
+    with contextlib.ExitStack() as stack:
+        db = None if config.db_url is None else stack.enter_context(
+            throwaway_postgres(config.db_url))
+        return ingest(make_parser().parse_args(["--db", db] if db else []), work)
+
+
+def run(config: SoakConfig, work: Path, reference: float | None = None) -> dict[str, Any]:
+    """The soak; held against `reference` records/s, else against the ingest bench run first."""
+    measured = None
+    if reference is None:
+        print("fleet soak: the ingest bench first, for the reference rate", file=sys.stderr)
+        measured = measure_reference(config, work / "reference")
+        reference = float(measured["records_per_s"])
     with contextlib.ExitStack() as stack:
         db_url = (f"sqlite:///{work / 'hub.sqlite'}" if config.db_url is None
                   else stack.enter_context(throwaway_postgres(config.db_url)))
@@ -598,10 +613,11 @@ def run(config: SoakConfig, work: Path) -> dict[str, Any]:
         tally, rss, cpu = asyncio.run(soak(hub, devices, config))
         load["end"] = [round(x, 2) for x in os.getloadavg()]
         verified = verify_stored(hub, devices)
-        result = summarize(config, tally, rss, cpu, verified, load)
+        result = summarize(config, tally, rss, cpu, verified, load, reference)
     # The hub logs warnings and errors only (no access log): any line is worth a look.
     log = (work / "hub.log").read_text(errors="replace").splitlines()
-    return result | {"hub_log": {"lines": len(log), "tail": log[-5:]}}
+    return result | {"ingest_bench": measured,
+                     "hub_log": {"lines": len(log), "tail": log[-5:]}}
 
 
 def main() -> None:
@@ -620,6 +636,9 @@ def main() -> None:
     parser.add_argument("--db-url", default=None,
                         help="a PostgreSQL server (postgresql+psycopg://user@127.0.0.1:5432/db):"
                              " the bench creates a throwaway database on it and drops it after")
+    parser.add_argument("--reference", type=float, default=None, metavar="RECORDS_PER_S",
+                        help="the ingest rate to hold the soak against (default: run "
+                             "bench_hub_ingest.py on this machine first and use its rate)")
     args = parser.parse_args()
     try:
         config = SoakConfig(devices=args.devices, duration_s=args.duration,
@@ -629,7 +648,7 @@ def main() -> None:
     except ValueError as exc:
         parser.error(str(exc))
     with tempfile.TemporaryDirectory(prefix="fleet_soak_") as tmp:
-        result = run(config, Path(tmp))
+        result = run(config, Path(tmp), args.reference)
     if args.json:
         print(json.dumps(result))
     else:

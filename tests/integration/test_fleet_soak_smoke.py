@@ -16,12 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_short_soak_reports_rates_and_every_acknowledged_record_is_stored_once() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "fleet_soak.py"), "--json", "--devices", "4",
-         "--duration", "10", "--warmup", "2", "--batch-records", "200", "--sample-interval", "1"],
+         "--duration", "10", "--warmup", "2", "--batch-records", "200", "--sample-interval", "1",
+         "--reference", "20000"],  # the real run measures it with the ingest bench first
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
 
     assert result["errors"] == {}
+    assert result["ingest_bench"] is None and result["ingest_bench_records_per_s"] == 20000
+    assert abs(result["rate_vs_ingest_bench"] - result["records_per_s"] / 20000) <= 0.001
     assert result["records_per_s"] > 0 and result["samples_per_s"] > 0
     assert len(result["records_per_s_windows"]) == 1
     assert result["latency"]["telemetry"]["count"] > 0
