@@ -81,6 +81,7 @@ class SoakConfig:
     rate: float = 0.0  # fleet records/s to pace at; 0 = each device posts as soon as acknowledged
     sample_interval_s: float = 2.0  # per device
     db_url: str | None = None  # None: a throwaway SQLite file
+    hub_workers: int = 1  # `edgeloop hub serve --workers`
 
     def __post_init__(self) -> None:
         # Bounded: this runs on a developer's machine, not against a real fleet.
@@ -89,7 +90,8 @@ class SoakConfig:
                   "--warmup 0..120": 0 <= self.warmup_s <= 120,
                   "--batch-records 1..5000": 1 <= self.batch_records <= 5000,
                   "--rate >= 0": self.rate >= 0,
-                  "--sample-interval > 0 (or 0: none)": self.sample_interval_s >= 0}
+                  "--sample-interval > 0 (or 0: none)": self.sample_interval_s >= 0,
+                  "--hub-workers 1..8": 1 <= self.hub_workers <= 8}
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"out of range: {', '.join(bad)}")
@@ -341,7 +343,7 @@ class CpuSnapshot:
                 postgres[proc.pid] = seconds(proc.info["cpu_times"])
         total = psutil.cpu_times()
         busy = sum(total) - total.idle - getattr(total, "iowait", 0.0)
-        return cls(time.monotonic(), seconds(hub.cpu_times()),
+        return cls(time.monotonic(), sum(seconds(p.cpu_times()) for p in hub_processes(hub)),
                    seconds(psutil.Process().cpu_times()), postgres, busy)
 
 
@@ -359,7 +361,7 @@ async def watch_rss(hub: psutil.Process, series: list[tuple[float, float]], tall
                     stop: asyncio.Event) -> None:
     while not stop.is_set():
         if tally.measuring:
-            series.append((time.monotonic() - tally.started, hub.memory_info().rss / 2**20))
+            series.append((time.monotonic() - tally.started, hub_rss_mb(hub)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), RSS_EVERY_S)
 
@@ -391,7 +393,7 @@ async def progress(tally: Tally, hub: psutil.Process, config: SoakConfig,
         print(f"t={(window + 1) * WINDOW_S:5.0f}s  records/s {records_per_s:8,.0f}"
               f"  samples/s {tally.window_samples[window] / WINDOW_S:5.1f}"
               f"  telemetry p99 {p99:6.0f} ms  errors {sum(tally.errors.values())}"
-              f"  hub rss {hub.memory_info().rss / 2**20:6.1f} MiB"
+              f"  hub rss {hub_rss_mb(hub):6.1f} MiB"
               f"  load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
         window += 1
 
@@ -419,6 +421,15 @@ class RunningHub:
     process: psutil.Process
 
 
+def hub_processes(hub: psutil.Process) -> list[psutil.Process]:
+    """The hub process and, with --hub-workers, its forked workers."""
+    return [hub, *hub.children(recursive=True)]
+
+
+def hub_rss_mb(hub: psutil.Process) -> float:
+    return sum(p.memory_info().rss for p in hub_processes(hub)) / 2**20
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -443,7 +454,7 @@ def throwaway_postgres(server_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def hub_process(db_url: str, work: Path) -> Iterator[RunningHub]:
+def hub_process(db_url: str, work: Path, workers: int = 1) -> Iterator[RunningHub]:
     """`edgeloop hub serve` on a free loopback port, stopped with SIGINT afterwards."""
     port = free_port()
     url = f"http://{HOST}:{port}"
@@ -451,7 +462,8 @@ def hub_process(db_url: str, work: Path) -> Iterator[RunningHub]:
     env = {**os.environ, "EDGELOOP_ADMIN_TOKEN": admin_token}
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "edgeloop"), "hub", "serve", "--host", HOST,
-         "--port", str(port), "--db", db_url, "--blobs", str(work / "blobs")],
+         "--port", str(port), "--db", db_url, "--blobs", str(work / "blobs"),
+         "--workers", str(workers)],
         cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "hub.log", "wb"))  # noqa: SIM115
     try:
         deadline = time.monotonic() + 30
@@ -607,7 +619,7 @@ def run(config: SoakConfig, work: Path, reference: float | None = None) -> dict[
     with contextlib.ExitStack() as stack:
         db_url = (f"sqlite:///{work / 'hub.sqlite'}" if config.db_url is None
                   else stack.enter_context(throwaway_postgres(config.db_url)))
-        hub = stack.enter_context(hub_process(db_url, work))
+        hub = stack.enter_context(hub_process(db_url, work, config.hub_workers))
         devices = register(hub, config.devices)
         load = {"start": [round(x, 2) for x in os.getloadavg()]}
         tally, rss, cpu = asyncio.run(soak(hub, devices, config))
@@ -636,6 +648,9 @@ def main() -> None:
     parser.add_argument("--db-url", default=None,
                         help="a PostgreSQL server (postgresql+psycopg://user@127.0.0.1:5432/db):"
                              " the bench creates a throwaway database on it and drops it after")
+    parser.add_argument("--hub-workers", type=int, default=SoakConfig.hub_workers,
+                        help="hub processes (edgeloop hub serve --workers); the reference "
+                             "ingest bench runs one")
     parser.add_argument("--reference", type=float, default=None, metavar="RECORDS_PER_S",
                         help="the ingest rate to hold the soak against (default: run "
                              "bench_hub_ingest.py on this machine first and use its rate)")
@@ -644,7 +659,7 @@ def main() -> None:
         config = SoakConfig(devices=args.devices, duration_s=args.duration,
                             warmup_s=args.warmup, batch_records=args.batch_records,
                             rate=args.rate, sample_interval_s=args.sample_interval,
-                            db_url=args.db_url)
+                            db_url=args.db_url, hub_workers=args.hub_workers)
     except ValueError as exc:
         parser.error(str(exc))
     with tempfile.TemporaryDirectory(prefix="fleet_soak_") as tmp:

@@ -38,8 +38,11 @@ def hub() -> None:
               help="Folder or fsspec URL for frames and artefacts (default var/hub/blobs).")
 @click.option("--admin-token", default=None, help="Admin token (or EDGELOOP_ADMIN_TOKEN).")
 @click.option("--access-log/--no-access-log", default=None, help="One log line per request.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Hub processes sharing the port (or EDGELOOP_HUB_WORKERS; default 1). Python "
+                   "ingests on about one core per process: give one per spare core.")
 def serve(**flags: Any) -> None:
-    """Run one hub process (several may share a PostgreSQL database and blob storage)."""
+    """Run the hub (several processes may share a database and blob storage)."""
     settings = load_settings(os.environ, **flags)
     settings.require_admin_token()
     from hub.app import serve as run_server  # FastAPI and SQLAlchemy load only here

@@ -43,11 +43,14 @@ class HubSettings:
     hub_url: str = "http://127.0.0.1:8700"  # where the CLI's admin commands find a hub
     access_log: bool = False  # one line per request is noise at fleet rates
     db_busy_timeout_s: float = 5.0  # then the request is answered 503 and the device retries
+    workers: int = 1  # hub processes sharing the port (each takes about one core under load)
     limits: HubLimits = HubLimits()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port={self.port} must be in 0..65535")
+        if not 1 <= self.workers <= 64:
+            raise SettingsError(f"workers={self.workers} must be in 1..64")
         if self.db_busy_timeout_s <= 0:
             raise SettingsError(f"db_busy_timeout_s={self.db_busy_timeout_s} must be positive")
         if self.admin_token is not None and (
@@ -73,6 +76,7 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "EDGELOOP_HUB_URL": ("hub_url", str),
     "EDGELOOP_HUB_ACCESS_LOG": ("access_log", lambda v: _flag("EDGELOOP_HUB_ACCESS_LOG", v)),
     "EDGELOOP_HUB_DB_BUSY_TIMEOUT_S": ("db_busy_timeout_s", float),
+    "EDGELOOP_HUB_WORKERS": ("workers", int),
 }
 
 

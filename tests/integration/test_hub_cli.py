@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -38,11 +40,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def start_serving(cwd: Path, *args: str) -> tuple[str, subprocess.Popen[str]]:
     port = free_port()
     server = subprocess.Popen(
-        [EDGELOOP, "hub", "serve", "--port", str(port)], cwd=tmp_path,
+        [EDGELOOP, "hub", "serve", "--port", str(port), *args], cwd=cwd,
         env=clean_env(EDGELOOP_ADMIN_TOKEN=ADMIN_TOKEN), stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -54,6 +55,12 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"hub did not start: {server.communicate()[1]}") from None
             time.sleep(0.1)
+    return url, server
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    url, server = start_serving(tmp_path)
     try:
         yield url, server
     finally:
@@ -140,3 +147,57 @@ def test_device_list_json_is_one_object_per_line(
                       EDGELOOP_ADMIN_TOKEN=ADMIN_TOKEN)
     assert [json.loads(line)["device_id"] for line in listed.stdout.splitlines()] == [
         "cam-a", "cam-b"]
+
+
+def test_several_worker_processes_share_the_port_and_store_each_record_once(
+        tmp_path: Path) -> None:
+    import psutil  # type: ignore[import-untyped]
+
+    from hub.client import HubClient
+
+    url, server = start_serving(tmp_path, "--workers", "2")
+    try:
+        workers = psutil.Process(server.pid).children()
+        assert len(workers) == 2
+        with HubClient(url, admin_token=ADMIN_TOKEN) as admin:
+            tokens = {f"cam-{i}": admin.add_device(f"cam-{i}").token for i in range(4)}
+        busy = {w.pid: sum(w.cpu_times()[:2]) for w in workers}
+
+        def post(device_id: str) -> None:
+            for start in range(0, 400, 50):  # a new connection each time; sent twice, stored once
+                with HubClient(url, device_token=tokens[device_id]) as device:
+                    for _ in range(2):
+                        device.post_telemetry(batch(device_id, range(start, start + 50)))
+
+        with ThreadPoolExecutor(4) as pool:
+            for future in [pool.submit(post, d) for d in tokens]:
+                future.result()
+        busy = {w.pid: sum(w.cpu_times()[:2]) - busy[w.pid] for w in workers}
+        with HubClient(url, admin_token=ADMIN_TOKEN) as admin:
+            table = admin.telemetry(T0 - timedelta(days=1))
+            counts = {d.device_id: d.telemetry_stored for d in admin.devices()}
+        assert len(table) == 1600 and not table.duplicated(["device_id", "frame_id"]).any()
+        assert counts == dict.fromkeys(tokens, 400)
+        assert min(busy.values()) > 0.05, f"both workers ingest (CPU seconds: {busy})"
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert "2 processes" in err and "Traceback" not in err
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
+def test_a_worker_that_dies_stops_the_hub(tmp_path: Path) -> None:
+    import psutil
+
+    _, server = start_serving(tmp_path, "--workers", "2")
+    try:
+        workers = psutil.Process(server.pid).children()
+        workers[0].kill()
+        server.wait(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+        _, err = server.communicate(timeout=30)
+    assert not workers[1].is_running() or workers[1].status() == psutil.STATUS_ZOMBIE
+    assert "edgeloop hub stopped" in err
