@@ -22,6 +22,9 @@ def offline_environment(var: Path) -> dict[str, str]:
         "YOLO_AUTOINSTALL": "0",
         "PREFECT_HOME": str(var / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # A flow run without a server starts a temporary one; on a loaded 2-core machine that took
+        # longer than Prefect's default 20 s (seen in CI: "Timed out while attempting to connect").
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "DVC_NO_ANALYTICS": "1",
         "ITERATIVE_DO_NOT_TRACK": "1",
         "DO_NOT_TRACK": "1",

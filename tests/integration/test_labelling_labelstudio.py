@@ -364,8 +364,8 @@ def test_webhook_command_registers_itself_and_collects_after_annotations(
             assert server.poll() is None, server.communicate()
             time.sleep(0.3)
     finally:
-        server.terminate()
-        out, err = server.communicate(timeout=30)
+        server.terminate()  # a collect in flight finishes first (on a loaded machine: a minute)
+        out, err = server.communicate(timeout=120)
     assert server.returncode == 0, err
     assert "1 frames, 0 boxes, 1 negatives" in out, (out, err)
     assert git(dvc_repo, "log", "-1", "--format=%s").startswith("labels: ")
