@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,7 +223,8 @@ def serve(settings: HubSettings) -> None:
     log.info("edgeloop hub stopped")
 
 
-def _serve_forked(settings: HubSettings, server: Any, describe: Any) -> None:
+def _serve_forked(settings: HubSettings, server: Callable[[FastAPI, str | None], Any],
+                  describe: Callable[[Hub, int], str]) -> None:
     """The parent binds the port and forks the workers; SIGINT or SIGTERM to the parent, or a
     worker that ends, stops them all."""
     import signal

@@ -199,12 +199,13 @@ class Database:
                                       f"{self.busy_timeout_s} s")
                 # Taken into a transaction in flight: that writer reports, however long it takes.
                 self._group.wait(remaining if queued else None)
-            if not job.finished:  # this thread writes the queue, its own write first
+            leader = not job.finished  # then this thread writes the queue, its own write first
+            if leader:
                 self._group_writing = True
                 self._queued.remove(job)
                 jobs = [job, *self._queued[:MAX_GROUP - 1]]
                 del self._queued[:MAX_GROUP - 1]
-        if not job.finished:
+        if leader:
             try:
                 with self.write() as conn:
                     for each in jobs:

@@ -2,6 +2,7 @@
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,24 +34,33 @@ def add(name: str, transactions: list[object], held: threading.Event | None = No
     return work
 
 
+def queued_behind(db: Database, first: Callable[[], object], started: list[object],
+                  release: threading.Event, others: list[Callable[[], object]]) -> None:
+    """Run `first` (a write that holds the database until `release`), queue `others` behind
+    it, then let them all go and wait for every one."""
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    while not started:  # the first write holds the database
+        threading.Event().wait(0.01)
+    threads += [threading.Thread(target=other) for other in others]
+    for thread in threads[1:]:
+        thread.start()
+    while len(db._queued) < len(others):
+        threading.Event().wait(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+
+
 def test_writes_queued_during_a_commit_go_in_one_transaction_each_with_its_result(db: Database):
     transactions: list[object] = []
     release = threading.Event()
     results: dict[str, str] = {}
-    first = threading.Thread(target=lambda: results.update(
-        first=db.write_grouped(add("first", transactions, release))))
-    first.start()
-    while not transactions:  # the first write holds the database
-        threading.Event().wait(0.01)
-    waiting = [threading.Thread(target=lambda n=n: results.update(
-        {n: db.write_grouped(add(n, transactions))})) for n in ("a", "b", "c")]
-    for thread in waiting:
-        thread.start()
-    while len(db._queued) < 3:
-        threading.Event().wait(0.01)
-    release.set()
-    for thread in (first, *waiting):
-        thread.join(10)
+    queued_behind(
+        db, lambda: results.update(first=db.write_grouped(add("first", transactions, release))),
+        transactions, release,
+        [lambda n=n: results.update({n: db.write_grouped(add(n, transactions))})
+         for n in ("a", "b", "c")])
 
     assert results == {"first": "first", "a": "a", "b": "b", "c": "c"}
     assert names(db) >= {"first", "a", "b", "c"}
@@ -72,19 +82,8 @@ def test_a_failed_group_fails_every_write_in_it_and_stores_none(db: Database):
     def broken(conn: sa.Connection) -> None:
         conn.execute(sa.insert(locks).values(name="releases"))  # exists: IntegrityError
 
-    first = threading.Thread(target=run, args=("first", add("first", started, release)))
-    first.start()
-    while not started:
-        threading.Event().wait(0.01)
-    others = [threading.Thread(target=run, args=("ok", add("ok", []))),
-              threading.Thread(target=run, args=("broken", broken))]
-    for thread in others:
-        thread.start()
-    while len(db._queued) < 2:
-        threading.Event().wait(0.01)
-    release.set()
-    for thread in (first, *others):
-        thread.join(10)
+    queued_behind(db, lambda: run("first", add("first", started, release)), started, release,
+                  [lambda: run("ok", add("ok", [])), lambda: run("broken", broken)])
 
     assert "first" not in errors
     assert set(errors) == {"ok", "broken"}
@@ -113,20 +112,11 @@ def test_a_write_that_waits_past_the_busy_timeout_is_refused_and_dropped(tmp_pat
 def test_a_group_is_bounded(db: Database):
     transactions: list[object] = []
     release = threading.Event()
-    first = threading.Thread(target=db.write_grouped, args=(add("first", transactions, release),))
-    first.start()
-    while not transactions:
-        threading.Event().wait(0.01)
     count = MAX_GROUP + 3
-    threads = [threading.Thread(target=db.write_grouped, args=(add(f"n{i}", transactions),))
-               for i in range(count)]
-    for thread in threads:
-        thread.start()
-    while len(db._queued) < count:
-        threading.Event().wait(0.01)
-    release.set()
-    for thread in (first, *threads):
-        thread.join(10)
+    queued_behind(db, lambda: db.write_grouped(add("first", transactions, release)),
+                  transactions, release,
+                  [lambda i=i: db.write_grouped(add(f"n{i}", transactions))
+                   for i in range(count)])
 
     assert len(names(db) - {"releases", "first"}) == count
     assert max(Counter(id(t) for t in transactions).values()) == MAX_GROUP
