@@ -61,11 +61,12 @@ $(VAR)/.offline-ok: $(VENV)/.deps-ok scripts/offline_setup.py
 lint: setup
 	$(BIN)/ruff check .
 
-# setup's two venvs build side by side (-j2); the slowest tests are listed at the end.
+# setup's two venvs build side by side (-j2); the tests run on two workers, a file per worker
+# at a time (module fixtures stay whole); the slowest tests are listed at the end.
 test:
 	@$(MAKE) --no-print-directory -j2 setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 seed: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro seed_evaluate

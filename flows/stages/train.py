@@ -10,7 +10,7 @@ from flows.offline import use_offline_environment
 from flows.stages.params import stage_params
 
 KEYS = {"model", "imgsz", "epochs", "batch", "seed", "patience", "threads", "cache", "augment",
-        "optimizer", "lr0", "warmup_epochs", "freeze"}
+        "optimizer", "lr0", "warmup_epochs", "freeze", "val"}
 
 
 def main() -> None:

@@ -141,3 +141,15 @@ def test_a_server_that_failed_to_start_is_reported_and_not_stopped() -> None:
         started = enter_in_background(stack, broken())
         with pytest.raises(RuntimeError, match="port taken"):
             started.result(5)
+
+
+def test_the_project_params_validate_every_epoch_unless_the_sizes_say_the_last_only() -> None:
+    from flows.demo_project import ProjectSizes, demo_params
+    from flows.stages.train import KEYS
+    from flows.ultralytics_yolo import TrainSettings
+
+    assert demo_params(ProjectSizes())["finetune"]["val"] is True
+    tiny_finetune = demo_params(tiny(DemoConfig()).project)["finetune"]
+    assert tiny_finetune["val"] is False and tiny_finetune["epochs"] == 4
+    settings = TrainSettings(**{k: v for k, v in tiny_finetune.items() if k in KEYS})
+    assert settings.val is False
