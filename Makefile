@@ -62,11 +62,12 @@ lint: setup
 	$(BIN)/ruff check .
 
 # setup's two venvs build side by side (-j2); the tests run on two workers, a file per worker
-# at a time (module fixtures stay whole); the slowest tests are listed at the end.
+# at a time (module fixtures stay whole), in collection order (the long e2e file starts first);
+# the slowest tests are listed at the end.
 test:
 	@$(MAKE) --no-print-directory -j2 setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 seed: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro seed_evaluate
