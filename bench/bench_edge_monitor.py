@@ -1,7 +1,10 @@
 """Monitoring overhead and pipelined throughput of the edge agent with the seed model.
 
-Runs `edgeloop edge bench` at imgsz 320 and 640 and prints one JSON line each. Needs the seed
-model (`make seed` writes models/seed/model.onnx); pass another with --model.
+Runs `edgeloop edge bench` at imgsz 320 and 640 and prints one JSON line each: in the steady
+state (the sampler's hourly budgets spent, as a device runs nearly all the time), then with
+--burst (the first frames of an hour, every budget open: kept frames are JPEG-encoded on the
+spool writer's thread). Needs the seed model (`make seed` writes models/seed/model.onnx); pass
+another with --model.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ def main() -> None:
     if not args.model.is_file():
         sys.exit(f"bench_edge_monitor: {args.model} is missing; run `make seed` first")
     edgeloop = Path(sys.executable).parent / "edgeloop"
-    for imgsz in (320, 640):
+    for mode, imgsz in [(m, i) for m in ([], ["--burst"]) for i in (320, 640)]:
         result = subprocess.run(
             [str(edgeloop), "edge", "bench", "--model", str(args.model), "--imgsz", str(imgsz),
-             "--frames", str(args.frames), "--json"],
+             "--frames", str(args.frames), "--json", *mode],
             cwd=ROOT, capture_output=True, text=True, check=True)
         figures = json.loads(result.stdout)
         print(json.dumps({"bench": "edge_monitor", **figures}))

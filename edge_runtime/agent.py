@@ -15,17 +15,18 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 import numpy as np
 
 from edge_runtime.contract import DeviceStatus, FrameStats, UpdateReport
 from edge_runtime.detector import Detector, Inference, Prepared
-from edge_runtime.sampling import Sampler, frame_view, thumbnail_hash, to_sample_meta
+from edge_runtime.sampling import Sampler, frame_view, grey_hash, to_sample_meta
 from edge_runtime.sources import CapturedFrame
 from edge_runtime.spool import Spool
 from edge_runtime.spool_writer import SpoolWriter
-from edge_runtime.telemetry import ImageStats, UncertaintyBand, frame_stats, image_stats
+from edge_runtime.telemetry import ImageStats, UncertaintyBand, frame_stats, image_stats, luma
 
 FRAME_ID_BLOCK = 1000  # frame ids reserved from the spool at a time (one commit per block)
 CAPTURE_AHEAD = 4  # frames captured ahead of inference
@@ -37,7 +38,7 @@ class Look:
     """What the monitor reads from the thumbnail before inference evicts it from the cache."""
 
     image: ImageStats
-    phash: int
+    grey: np.ndarray  # the thumbnail's luma, hashed only if the sampler needs it
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class Monitor:
 
     @staticmethod
     def look(prepared: Prepared) -> Look:
-        return Look(image_stats(prepared.thumbnail), thumbnail_hash(prepared.thumbnail))
+        grey = luma(prepared.thumbnail)
+        return Look(image_stats(prepared.thumbnail, grey), grey)
 
     def __call__(self, frame: CapturedFrame, inference: Inference, look: Look) -> MonitorResult:
         info = self.detector.info
@@ -92,7 +94,7 @@ class Monitor:
         stats = frame_stats(inference, info.names, device_id=self.device_id,
                             model_version=info.version, frame_id=frame_id,
                             captured_at=frame.captured_at, band=self.band, image=look.image)
-        view = frame_view(inference, info.names, look.phash)
+        view = frame_view(inference, info.names, partial(grey_hash, look.grey))
         decision = self.sampler.decide(view, frame.captured_at)
         self.writer.submit(stats)
         if decision is not None:

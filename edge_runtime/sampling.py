@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -253,8 +254,13 @@ class FrameView:
     names: tuple[str, ...]  # the model's class names
     width: int  # image size in pixels
     height: int
-    phash: int  # 64-bit perceptual hash of the image (`perceptual_hash`)
+    # 64-bit perceptual hash of the image, or how to take it: only a frame a policy would keep
+    # is compared with the kept ones, so most frames never need theirs.
+    phash: int | Callable[[], int]
     embedding: np.ndarray | None = None
+
+    def perceptual_hash(self) -> int:
+        return self.phash if isinstance(self.phash, int) else self.phash()
 
 
 @dataclass(frozen=True)
@@ -286,17 +292,22 @@ class SamplerCounters:
 
 def thumbnail_hash(thumb: np.ndarray) -> int:
     """64-bit dHash of the detector's small BGR uint8 thumbnail."""
-    grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)
+    return grey_hash(cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY))
+
+
+def grey_hash(grey: np.ndarray) -> int:
+    """64-bit dHash of a small grey uint8 image."""
     small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA)
     return int.from_bytes(np.packbits(small[:, 1:] > small[:, :-1]).tobytes(), "big")
 
 
-def frame_view(inference: Inference, names: tuple[str, ...], phash: int | None = None
-               ) -> FrameView:
-    """The sampler's view of one detector result (`phash` if the caller already hashed the
-    thumbnail)."""
+def frame_view(inference: Inference, names: tuple[str, ...],
+               phash: int | Callable[[], int] | None = None) -> FrameView:
+    """The sampler's view of one detector result (`phash`: the thumbnail's hash or how to take
+    it, if the caller has a quicker way than from the thumbnail)."""
     det, box = inference.detections, inference.letterbox
-    phash = thumbnail_hash(inference.thumbnail) if phash is None else phash
+    if phash is None:
+        phash = partial(thumbnail_hash, inference.thumbnail)
     return FrameView(det.scores, det.classes, det.boxes, names, box.width, box.height, phash,
                      inference.embedding)
 
@@ -522,11 +533,12 @@ class PolicySampler:
             shares.observe(classes)  # after the rule: a class is rare by what came before it
         if chosen is None:
             return None
-        if self._recent.is_near_duplicate(frame.phash, frame.embedding):
+        phash = frame.perceptual_hash()
+        if self._recent.is_near_duplicate(phash, frame.embedding):
             self._suppressed += 1
             return None
         chosen.budget.spend(captured_at)
-        self._recent.remember(frame.phash, frame.embedding)
+        self._recent.remember(phash, frame.embedding)
         self._kept[chosen.policy] += 1
         return SampleDecision(chosen.policy, uncertainty(scores), predictions(frame),
                               captured_at, frame.width, frame.height)

@@ -1,11 +1,13 @@
 """Commits the agent's records to the spool in batches, on its own thread.
 
-The inference thread pays one `put_nowait` per record; JPEG encoding and SQLite commits happen
-here, so inference never waits on disk.
+The inference thread pays a list append per telemetry record (the writer is woken once per
+batch, not per record) and one `put_nowait` per kept frame; JPEG encoding and SQLite commits
+happen here, so inference never waits on disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -24,12 +26,15 @@ log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 90  # frames handed over as arrays are encoded at this quality
 _STOP = object()
+_WAKE = object()  # telemetry is pending: a batch has started or filled up
 
 
 class SpoolWriter:
-    """Commits records in batches on its own thread; the producer pays one put_nowait per record.
+    """Commits records in batches on its own thread; the producer never waits on it.
 
-    When the queue is full the record is dropped and counted, so inference never waits on disk.
+    Telemetry waits in a list until a batch of `flush_every` is full or its first record is
+    `flush_interval_s` old; kept frames go through a queue. At most `queue_size` of each wait:
+    beyond that a record is dropped and counted, so inference never waits on disk.
     """
 
     def __init__(self, spool: Spool, *, queue_size: int = 4096, flush_every: int = 256,
@@ -41,7 +46,10 @@ class SpoolWriter:
         self.spool = spool
         self.flush_every = flush_every
         self.flush_interval_s = flush_interval_s
+        self.queue_size = queue_size
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._pending: list[FrameStats] = []  # telemetry handed over, not yet taken
+        self._pending_lock = threading.Lock()
         self._counts_lock = threading.Lock()
         self._committed = 0
         self._committed_samples = 0
@@ -72,8 +80,21 @@ class SpoolWriter:
         return self._dropped[SpoolCounter.DROPPED_QUEUE_FULL_SAMPLES]
 
     def submit(self, record: FrameStats) -> bool:
-        """Queues one record without blocking; False when it was dropped (queue full)."""
-        return self._put(record, SpoolCounter.DROPPED_QUEUE_FULL)
+        """Hands one record over without blocking; False when it was dropped (queue full)."""
+        if self._closed:
+            raise SpoolError("SpoolWriter is closed")
+        with self._pending_lock:
+            pending = len(self._pending)
+            if pending < self.queue_size:
+                self._pending.append(record)
+        if pending >= self.queue_size:
+            with self._counts_lock:
+                self._dropped[SpoolCounter.DROPPED_QUEUE_FULL] += 1
+            return False
+        if pending % self.flush_every == 0:  # a batch starts, or one more is full
+            with contextlib.suppress(queue.Full):  # a full queue wakes the writer anyway
+                self._queue.put_nowait(_WAKE)
+        return True
 
     def submit_sample(self, meta: SampleMeta, image: bytes | np.ndarray) -> bool:
         """Queue a kept frame: JPEG bytes, or a BGR array that this thread encodes, so the
@@ -101,28 +122,39 @@ class SpoolWriter:
             return False
 
     def _run(self) -> None:
-        batch: list[FrameStats] = []
-        deadline = float("inf")
+        deadline = float("inf")  # when the oldest pending record must be committed
         while True:
             try:
-                # Block without limit while nothing waits to be committed.
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic())
-                                       if batch else None)
+                # Block without limit while no telemetry is pending.
+                item = self._queue.get(timeout=None if deadline == float("inf")
+                                       else max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 item = None
-            if isinstance(item, FrameStats):
-                if not batch:
-                    deadline = time.monotonic() + self.flush_interval_s
-                batch.append(item)
-            elif isinstance(item, tuple):
+            if isinstance(item, tuple):
                 self._write(partial(self._commit_sample, *item))
-            # Flush on a full batch, on the deadline (also while frames keep arriving), on stop.
-            due = bool(batch) and time.monotonic() >= deadline
-            if item is _STOP or item is None or due or len(batch) >= self.flush_every:
+            # Commit full batches; the rest on the deadline (also while frames keep arriving)
+            # and on stop.
+            stop = item is _STOP
+            while batch := self._take(everything=stop or time.monotonic() >= deadline):
                 self._write(partial(self._commit_telemetry, batch))
-                batch = []
-            if item is _STOP:
+            with self._pending_lock:
+                pending = bool(self._pending)
+            if not pending:
+                deadline = float("inf")
+            elif deadline == float("inf"):  # a batch has started
+                deadline = time.monotonic() + self.flush_interval_s
+            if stop:
+                self._write(self._persist_drops)
                 return
+
+    def _take(self, *, everything: bool) -> list[FrameStats]:
+        """The next batch to commit: `flush_every` records, or all that wait if `everything`."""
+        with self._pending_lock:
+            size = len(self._pending) if everything else self.flush_every
+            if len(self._pending) < size or not size:
+                return []
+            batch, self._pending = self._pending[:size], self._pending[size:]
+        return batch
 
     def _commit_telemetry(self, batch: list[FrameStats]) -> None:
         if batch:

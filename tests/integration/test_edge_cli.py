@@ -57,6 +57,15 @@ def test_bench_prints_the_figures_the_targets_need(seed_model: Path):
     figures = json.loads(result.stdout)
     for key in ("infer_ms_p50", "monitor_ms_p50", "monitor_overhead_pct", "fps"):
         assert figures[key] > 0
+    # Timed in the steady state: frames ran until the sampler had spent an hourly budget.
+    assert figures["sampler"] == "steady" and figures["warmup_frames"] > 20
+    # 40 frames: the timed ones are not the warm-up's images again (near-duplicates: not kept)
+    burst = edge("bench", "--model", str(seed_model), "--imgsz", "320", "--frames", "40",
+                 "--json", "--burst")
+    assert burst.returncode == 0, burst.stderr
+    opened = json.loads(burst.stdout)
+    assert (opened["sampler"], opened["warmup_frames"]) == ("burst", 20)
+    assert opened["kept_frames"] > figures["kept_frames"]  # every budget open: frames are kept
 
 
 @pytest.mark.parametrize(

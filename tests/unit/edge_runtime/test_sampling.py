@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -291,7 +292,7 @@ def test_frame_view_is_built_from_an_inference() -> None:
     view = frame_view(inference, NAMES)
 
     assert (view.width, view.height, view.names) == (640, 480, NAMES)
-    assert view.phash == phash(image)
+    assert view.perceptual_hash() == phash(image)
     assert view.classes.tolist() == [BOLT]
 
 
@@ -401,3 +402,19 @@ def test_perceptual_hash_is_64_bits() -> None:
 
     assert all(0 <= h < 2**64 for h in hashes)
     assert max(hashes).bit_length() > 56  # the high bits are used too
+
+
+def test_the_hash_is_taken_only_for_a_frame_a_policy_would_keep() -> None:
+    taken: list[int] = []
+
+    def hashed() -> int:
+        taken.append(1)
+        return 0
+
+    s = sampler(SamplingConfig(uncertain=UncertainPolicyConfig(per_hour=1)))
+    lazy = replace(frame((CONFIDENT,)), phash=hashed)
+    assert s.decide(lazy, T0) is None and not taken  # no rule fired: no hash needed
+    assert s.decide(replace(lazy, scores=np.array([0.4], np.float32)), T0) is not None
+    assert len(taken) == 1  # kept: hashed once, compared and remembered
+    assert s.decide(replace(lazy, scores=np.array([0.4], np.float32)), T0) is None
+    assert len(taken) == 1  # the budget is spent: no hash needed
