@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    # None: wait PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (120 s), not the harness's 30 s,
+    # which a loaded 2-core machine running two test workers exceeded.
+    with prefect_test_harness(server_startup_timeout=None):
         yield
 
 

@@ -310,7 +310,9 @@ def test_flows_run_under_prefect_and_the_cli_answers_in_one_line(
                  "labelstudio__files_root": str(settings.labelstudio.files_root),
                  "ledger": str(settings.ledger)}
     config = str(ROOT / "configs/labelling.yaml")
-    with prefect_test_harness():
+    # None: wait PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (120 s), not the harness's 30 s,
+    # which a loaded 2-core machine running two test workers exceeded.
+    with prefect_test_harness(server_startup_timeout=None):
         sent = request_labels(config=config, overrides=overrides)
         assert [t["record_id"] for t in sent["sent"]] == ["cam-1/8", "cam-1/4"]
         with LabelStudioClient(settings.labelstudio.url,
