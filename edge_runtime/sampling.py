@@ -20,7 +20,7 @@ import yaml
 
 from edge_runtime.contract import Detection, SampleMeta, SamplePolicy
 from edge_runtime.detector import Inference
-from edge_runtime.telemetry import UncertaintyBand
+from edge_runtime.telemetry import UncertaintyBand, luma
 
 # The first policy whose rule fires and whose budget has room keeps the frame.
 PRIORITY = (SamplePolicy.UNCERTAIN, SamplePolicy.RARE_CLASS, SamplePolicy.EMPTY,
@@ -292,7 +292,7 @@ class SamplerCounters:
 
 def thumbnail_hash(thumb: np.ndarray) -> int:
     """64-bit dHash of the detector's small BGR uint8 thumbnail."""
-    return grey_hash(cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY))
+    return grey_hash(luma(thumb))
 
 
 def grey_hash(grey: np.ndarray) -> int:

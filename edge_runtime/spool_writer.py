@@ -88,9 +88,7 @@ class SpoolWriter:
             if pending < self.queue_size:
                 self._pending.append(record)
         if pending >= self.queue_size:
-            with self._counts_lock:
-                self._dropped[SpoolCounter.DROPPED_QUEUE_FULL] += 1
-            return False
+            return self._drop(SpoolCounter.DROPPED_QUEUE_FULL)
         if pending % self.flush_every == 0:  # a batch starts, or one more is full
             with contextlib.suppress(queue.Full):  # a full queue wakes the writer anyway
                 self._queue.put_nowait(_WAKE)
@@ -117,9 +115,12 @@ class SpoolWriter:
             self._queue.put_nowait(item)
             return True
         except queue.Full:
-            with self._counts_lock:
-                self._dropped[drop_counter] += 1
-            return False
+            return self._drop(drop_counter)
+
+    def _drop(self, counter: SpoolCounter) -> bool:
+        with self._counts_lock:
+            self._dropped[counter] += 1
+        return False
 
     def _run(self) -> None:
         deadline = float("inf")  # when the oldest pending record must be committed

@@ -78,11 +78,10 @@ def frame_stats(
     # calls it replaces, each of which pays its overhead on caches inference just evicted.
     scores: list[float] = det.scores.tolist()
     fields: dict[str, Any] = dict.fromkeys(SUMMARY_FIELDS)
-    class_counts: dict[str, int] = {}
+    counts = [0] * len(names)
     if scores:
         for c in det.classes.tolist():
-            class_counts[names[c]] = class_counts.get(names[c], 0) + 1
-        class_counts = {n: class_counts[n] for n in names if n in class_counts}  # model order
+            counts[c] += 1
         widths, heights = [], []
         for x1, y1, x2, y2 in det.boxes.tolist():
             widths.append(x2 - x1)
@@ -107,7 +106,7 @@ def frame_stats(
         infer_ms=inference.infer_ms,
         post_ms=inference.post_ms,
         detections=len(scores),
-        class_counts=class_counts,
+        class_counts={n: k for n, k in zip(names, counts, strict=True) if k},
         uncertain=uncertain,
         brightness=image.brightness,
         contrast=image.contrast,

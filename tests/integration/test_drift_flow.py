@@ -25,16 +25,6 @@ MODEL_VERSION = hashlib.sha256(MODEL).hexdigest()[:12]  # what the device report
 NOW = T0 + timedelta(hours=1)
 
 
-@pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    # None: wait PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (120 s), not the harness's 30 s,
-    # which a loaded 2-core machine running two test workers exceeded.
-    with prefect_test_harness(server_startup_timeout=None):
-        yield
-
-
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[RunningHub]:
     with running_hub(hub_settings(f"sqlite:///{tmp_path / 'hub.sqlite'}", tmp_path)) as running:

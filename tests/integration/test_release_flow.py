@@ -42,16 +42,6 @@ canary:
 """
 
 
-@pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    # None: wait PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (120 s), not the harness's 30 s,
-    # which a loaded 2-core machine running two test workers exceeded.
-    with prefect_test_harness(server_startup_timeout=None):
-        yield
-
-
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A repository root: params.yaml, one labelled increment, the release config."""
