@@ -32,7 +32,7 @@ def test_every_frame_inferred_is_monitored_in_order_before_run_returns(
         seed_model: Path, tmp_path: Path) -> None:
     with Spool(tmp_path / "spool.sqlite") as spool:
         loop = agent(seed_model, spool)
-        progress = loop.run(open_source("sim:dusk", sim_name="cam-1"), max_frames=40)
+        progress = loop.run(open_source("sim:dusk", sim_width=320, sim_name="cam-1"), max_frames=40)
         loop.monitor.writer.close()
         records = [stats for _, stats in spool.pending_telemetry(100)]
         ids = [r.frame_id for r in records]
@@ -55,6 +55,6 @@ def test_an_error_in_the_monitor_thread_stops_the_loop_with_that_error(
 
         monkeypatch.setattr(loop.monitor.sampler, "decide", decide)
         with pytest.raises(SamplerBroke, match="frame 3"):
-            loop.run(open_source("sim:baseline", sim_name="cam-1"), max_frames=500)
+            loop.run(open_source("sim:baseline", sim_width=320, sim_name="cam-1"), max_frames=500)
         assert loop.frames < 500  # stopped at the error, not at the end of the source
         loop.monitor.writer.close()
