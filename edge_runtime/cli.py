@@ -242,8 +242,9 @@ def _model_updates(state_dir: Path, hub_url: str, token: str, threads: int,
               help="Time the first frames of an hour, every sampling budget still open "
                    "(default: the steady state, budgets spent, as a device runs most of the time).")
 @click.option("--runs", default=5, show_default=True, type=click.IntRange(min=1),
-              help="Runs of the pipelined loop (each over --frames frames); the median is "
-                   "reported, each run's figure beside it.")
+              help="Runs of the pipelined loop (each over --frames frames, each beside a run "
+                   "of the detector alone); the median is reported, each run's figure beside "
+                   "it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(model: Path, imgsz: int, frames: int, threads: int, sampling_path: Path,
           burst: bool, runs: int, as_json: bool) -> None:
@@ -252,6 +253,9 @@ def bench(model: Path, imgsz: int, frames: int, threads: int, sampling_path: Pat
     infer_ms is the detector call (letterbox, ONNX Runtime, decode, NMS); monitor_ms is what the
     agent adds per frame, timed on the inference thread; fps is the full agent loop, where
     capture, the monitor and spooling run on their own threads, overlapping inference.
+    fps_vs_inference_pct compares it with 1000 / the inference p50 timed in that loop (median
+    of --runs runs); inference_alone_pct is the same measure for the detector alone, the
+    ceiling this machine's timing noise leaves.
     Before timing, frames run until the sampler has spent an hourly budget (kept frames are
     JPEG-encoded and stored on the spool writer's thread: a few hundred an hour).
     """

@@ -55,8 +55,11 @@ def test_bench_prints_the_figures_the_targets_need(seed_model: Path):
                   "--json")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    for key in ("infer_ms_p50", "monitor_ms_p50", "monitor_overhead_pct", "fps"):
+    for key in ("infer_ms_p50", "monitor_ms_p50", "monitor_overhead_pct", "fps",
+                "fps_vs_inference_pct", "inference_alone_pct"):
         assert figures[key] > 0
+    runs = (figures["fps_vs_inference_pct_runs"], figures["inference_alone_pct_runs"])
+    assert [len(r) for r in runs] == [5, 5]
     # Timed in the steady state: frames ran until the sampler had spent an hourly budget.
     assert figures["sampler"] == "steady" and figures["warmup_frames"] > 20
     # 40 frames: the timed ones are not the warm-up's images again (near-duplicates: not kept)
