@@ -141,6 +141,10 @@ def _begin_sqlite(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+class DatabaseUnreachable(OSError):
+    """The hub cannot open its database (no server, refused login, unknown database)."""
+
+
 class Database:
     """The engine plus how the hub opens transactions on it."""
 
@@ -159,6 +163,14 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
     def create_schema(self) -> None:
+        """Creates the tables that are missing; DatabaseUnreachable if the database cannot be
+        opened."""
+        try:
+            self.engine.connect().close()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            raise DatabaseUnreachable(
+                f"cannot open the hub database {self.describe()}: {reason}") from error
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":  # several processes may start at once
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(8700)"))
