@@ -214,6 +214,11 @@ def serve(settings: HubSettings) -> None:
         return (f"edgeloop hub on http://{settings.host}:{port} "
                 f"(db {hub.db.describe()}, blobs {hub.blobs.url}{workers})")
 
+    if settings.workers > 1 and settings.db_url.startswith("sqlite"):
+        log.warning("%d hub processes share one SQLite file: it takes one writer at a time, so "
+                    "they add no ingest throughput and queue on its lock (bench/RESULTS.md: "
+                    "p99 6.7 s); use PostgreSQL (--db postgresql+psycopg://...) for "
+                    "several processes", settings.workers)
     if settings.workers == 1:
         app = create_app(settings)
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown

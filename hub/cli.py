@@ -40,7 +40,8 @@ def hub() -> None:
 @click.option("--access-log/--no-access-log", default=None, help="One log line per request.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Hub processes sharing the port (or EDGELOOP_HUB_WORKERS; default 1). Python "
-                   "ingests on about one core per process: give one per spare core.")
+                   "ingests on about one core per process: give one per spare core, with "
+                   "PostgreSQL (on SQLite, one writer at a time: more processes only queue).")
 def serve(**flags: Any) -> None:
     """Run the hub (several processes may share a database and blob storage)."""
     settings = load_settings(os.environ, **flags)

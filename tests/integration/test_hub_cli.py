@@ -188,6 +188,7 @@ def test_several_worker_processes_share_the_port_and_store_each_record_once(
         _, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
     assert "2 processes" in err and "Traceback" not in err
+    assert "2 hub processes share one SQLite file" in err  # the operator is told to use PG
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
 
 
