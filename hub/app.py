@@ -214,11 +214,6 @@ def serve(settings: HubSettings) -> None:
         return (f"edgeloop hub on http://{settings.host}:{port} "
                 f"(db {hub.db.describe()}, blobs {hub.blobs.url}{workers})")
 
-    if settings.workers > 1 and settings.db_url.startswith("sqlite"):
-        log.warning("%d hub processes share one SQLite file: it takes one writer at a time, so "
-                    "they add no ingest throughput and queue on its lock (bench/RESULTS.md: "
-                    "p99 6.7 s); use PostgreSQL (--db postgresql+psycopg://...) for "
-                    "several processes", settings.workers)
     if settings.workers == 1:
         app = create_app(settings)
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
@@ -236,6 +231,11 @@ def _serve_forked(settings: HubSettings, server: Callable[[FastAPI, str | None],
     import socket
 
     hub = Hub.open(settings)  # the schema, once, before any worker writes
+    if hub.db.dialect == "sqlite":
+        log.warning("%d hub processes share one SQLite file: it takes one writer at a time, so "
+                    "they add no ingest throughput and queue on its lock (bench/RESULTS.md: "
+                    "p99 6.7 s); use PostgreSQL (--db postgresql+psycopg://...) for "
+                    "several processes", settings.workers)
     hub.db.dispose()  # no connection or thread may cross the fork
     listener = socket.create_server((settings.host, settings.port), backlog=2048)
     banner = describe(hub, listener.getsockname()[1])
