@@ -20,7 +20,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
              "The device agent: ONNX inference, telemetry, sampling, store-and-forward."),
     "hub": ("hub.cli", "hub", "The cloud's front door: serve the fleet API, manage devices."),
     "sim": ("sim.cli", "sim", "The synthetic production line: scenarios and rendered datasets."),
-    "demo": ("flows.demo_cli", "demo",
+    "demo": ("demo.cli", "demo",
              "The closed loop on this machine: drift, labels, retrain, release, measured."),
 }
 

@@ -237,7 +237,7 @@ def _init_scorer(cache_files: dict[str, str], config_path: str) -> None:
     import pandas as pd
 
     _quiet()
-    from flows.drift_config import load_drift_config
+    from flows.drift.settings import load_drift_config
 
     _TABLES.update({k: pd.read_parquet(v) for k, v in cache_files.items()})
     _TABLES["__config__"] = load_drift_config(Path(config_path))
@@ -251,7 +251,7 @@ def _score(job: tuple[str, int, int, int, float]) -> list[Scored]:
     with the config at `family_alpha`."""
     from dataclasses import replace
 
-    from flows.evidently_drift import screen_drift
+    from flows.drift.evidently_drift import screen_drift
 
     key, size, count, seed, alpha = job
     pool, reference = _TABLES[key], _TABLES["reference"]
@@ -274,7 +274,7 @@ def _delay(job: tuple[str, int, float]) -> int | None:
 
     import pandas as pd
 
-    from flows.evidently_drift import screen_drift
+    from flows.drift.evidently_drift import screen_drift
 
     key, size, alpha = job
     stream = pd.concat([_TABLES["baseline"].iloc[-DELAY_ONSET:], _TABLES[key].iloc[:DELAY_AFTER]],
@@ -309,7 +309,7 @@ def evaluate(paths: dict[str, Path], config_path: Path, workers: int, fa_windows
     from rich.console import Console
     from rich.progress import Progress
 
-    from flows.drift_config import load_drift_config
+    from flows.drift.settings import load_drift_config
 
     sizes = {k: pq.ParquetFile(p).metadata.num_rows for k, p in paths.items()}
     shipped = load_drift_config(config_path)
@@ -387,8 +387,8 @@ def cost(paths: dict[str, Path], config_path: Path) -> dict[str, Any]:
     windows of 100 to 5,000 rows against the 1,000-row reference; and their verdicts' parity."""
     import pandas as pd
 
-    from flows.drift_config import load_drift_config
-    from flows.evidently_drift import check_drift, screen_drift
+    from flows.drift.evidently_drift import check_drift, screen_drift
+    from flows.drift.settings import load_drift_config
 
     config = load_drift_config(config_path)
     reference, baseline = pd.read_parquet(paths["reference"]), pd.read_parquet(paths["baseline"])

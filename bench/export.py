@@ -85,7 +85,7 @@ def latencies(fp32: Path, int8: Path, weights: Path, images: list[np.ndarray], i
     import torch
 
     from edge_runtime.detector import Detector
-    from flows.onnx_export import load_torch_model
+    from flows.retrain.onnx_export import load_torch_model
 
     detectors = {name: Detector(path, imgsz=imgsz, threads=threads)
                  for name, path in (("fp32", fp32), ("int8", int8))}
@@ -116,7 +116,7 @@ def latencies(fp32: Path, int8: Path, weights: Path, images: list[np.ndarray], i
 
 
 def accuracy(models: dict[str, Path], folder: Path, imgsz: int, threads: int) -> dict[str, Any]:
-    from flows.onnx_eval import evaluate_onnx
+    from flows.retrain.onnx_eval import evaluate_onnx
 
     return {name: evaluate_onnx(path, folder, imgsz=imgsz, threads=threads).scores
             for name, path in models.items()}
@@ -127,7 +127,7 @@ def fp32_flops(weights: Path, shape: tuple[int, ...]) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from flows.onnx_export import load_torch_model
+    from flows.retrain.onnx_export import load_torch_model
 
     model = load_torch_model(weights)
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
@@ -148,8 +148,8 @@ def targets(values: dict[str, float]) -> dict[str, dict[str, Any]]:
 
 
 def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from flows.onnx_export import quantize_int8
-    from flows.ultralytics_yolo import export_onnx
+    from flows.retrain.onnx_export import quantize_int8
+    from flows.retrain.ultralytics_yolo import export_onnx
     from sim.dataset import render_dataset
 
     threads = args.threads or os.cpu_count() or 1
@@ -193,7 +193,8 @@ def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "frames": args.frames, "eval_frames": args.eval_frames,
         "calib_frames": args.calib_frames, "seed": args.seed, "threads": threads,
         "warmup_runs": WARMUP_RUNS, "rounds": ROUNDS, "loadavg_1m_at_start": load_at_start,
-        "speed_basis": "p50 of per-frame ms", "evaluator": "flows.onnx_eval (device Detector)",
+        "speed_basis": "p50 of per-frame ms",
+        "evaluator": "flows.retrain.onnx_eval (device Detector)",
         "quantise_s": round(quantise_s, 1),
         "latency": {k: summary(v) for k, v in ms.items()},
         "map50_95": {k: round(100 * s.map50_95, 2) for k, s in scores.items()},

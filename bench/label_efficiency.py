@@ -32,7 +32,7 @@ import numpy as np
 
 from edge_runtime.contract import SampleMeta, SamplePolicy
 from edge_runtime.sampling import frame_view, predictions, uncertainty
-from flows.labelling_select import Candidate, candidate, look_of, select_for_labelling
+from flows.labelling.select import Candidate, candidate, look_of, select_for_labelling
 from flows.offline import use_offline_environment
 from sim.dataset import data_yaml, render_dataset
 
@@ -166,7 +166,7 @@ def training_set(work: Path, name: str, chosen: list[str], replay: Path, replay_
 
 
 def fine_tune(spec: Path, frames: int, s: Settings, run: Path) -> Path:
-    from flows.ultralytics_yolo import TrainSettings, train
+    from flows.retrain.ultralytics_yolo import TrainSettings, train
 
     epochs = max(s.min_epochs, min(s.max_epochs, round(s.image_epochs / frames)))
     settings = TrainSettings(
@@ -180,7 +180,7 @@ def fine_tune(spec: Path, frames: int, s: Settings, run: Path) -> Path:
 
 
 def map50(weights: Path, test: Path, run: Path) -> dict[str, float]:
-    from flows.ultralytics_yolo import evaluate
+    from flows.retrain.ultralytics_yolo import evaluate
 
     m = evaluate(weights, test / "data.yaml", 320, run)
     return {"map50": round(m.map50, 4), **{f"ap50_{k}": round(v, 4)

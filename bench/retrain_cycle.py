@@ -56,7 +56,7 @@ def build_project(work: Path, args: argparse.Namespace, env: dict[str, str]) -> 
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (work / "champion").mkdir()
     shutil.copy(args.champion, work / "champion" / "best.pt")
-    run([str(BIN / "python"), "-m", "flows.stages.export", "--weights", "champion/best.pt",
+    run([str(BIN / "python"), "-m", "flows.retrain.stages.export", "--weights", "champion/best.pt",
          "--out", "champion/model.onnx"], work, env)
     run(["git", "init", "-q"], work, env)
     run([str(BIN / "dvc"), "init", "-q"], work, env)

@@ -10,17 +10,17 @@ from edgeloop_cli import LazyGroup
 
 # command name -> (module, attribute, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "drift": ("flows.drift_cli", "drift",
+    "drift": ("flows.drift.cli", "drift",
               "Compare a window of telemetry with a reference profile (Evidently)."),
-    "request-labels": ("flows.labelling_cli", "request_labels",
+    "request-labels": ("flows.labelling.cli", "request_labels",
                        "Send the most uncertain hub frames to Label Studio, pre-annotated."),
-    "collect-labels": ("flows.labelling_cli", "collect_labels",
+    "collect-labels": ("flows.labelling.cli", "collect_labels",
                        "Finished Label Studio labels -> data/labelled/<batch>, DVC-versioned."),
-    "labelstudio-webhook": ("flows.labelling_cli", "labelstudio_webhook",
+    "labelstudio-webhook": ("flows.labelling.cli", "labelstudio_webhook",
                             "Serve Label Studio's annotation webhook; collect when idle."),
-    "retrain": ("flows.retrain_cli", "retrain",
+    "retrain": ("flows.retrain.cli", "retrain",
                 "Fine-tune on the labelled data, export fp32 + int8, evaluate, gate."),
-    "release": ("flows.release_cli", "release",
+    "release": ("flows.release.cli", "release",
                 "Sign and publish a gate-passing candidate to canary; promote or roll back."),
     "deploy": ("flows.deploy_cli", "deploy",
                "Register the loop as Prefect deployments on a work pool (schedules, triggers)."),

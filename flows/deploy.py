@@ -15,13 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flows.events import DATASET_EVENT, FLEET_EVENT, FLEET_RESOURCE, dataset_resource
 from flows.offline import offline_environment
-
-# The loop's events: emitted by the flows, matched by the deployments' triggers.
-FLEET_EVENT = "edgeloop.drift.fleet-event"  # drift-check: most of the fleet drifted together
-FLEET_RESOURCE = "edgeloop.fleet"
-DATASET_EVENT = "edgeloop.dataset.version"  # collect-labels: a new labelled dataset version
-DATASET_RESOURCE_PREFIX = "edgeloop.dataset."
 
 DEFAULT_POOL = "edgeloop"
 POOL_TYPE = "process"  # runs the flows from the project folder, on the worker's machine
@@ -35,11 +30,6 @@ class DeployPlanError(ValueError):
 
 class DeployError(RuntimeError):
     """The plan could not be applied (no Prefect API, a work pool of the wrong type)."""
-
-
-def dataset_resource(repo: str | Path) -> str:
-    """The resource id of a repository's labelled dataset, e.g. `edgeloop.dataset.edgeloop`."""
-    return DATASET_RESOURCE_PREFIX + Path(repo).resolve().name
 
 
 def parse_interval(text: str) -> int:
@@ -86,7 +76,7 @@ class OnEvent:
 class DeploymentSpec:
     name: str
     flow_name: str
-    entrypoint: str  # relative to the project folder: flows/drift_flow.py:drift_check
+    entrypoint: str  # relative to the project folder: flows/drift/flow.py:drift_check
     interval_s: int | None  # None: runs only on its trigger
     trigger: OnEvent | None
     parameters: Mapping[str, Any]
@@ -138,32 +128,32 @@ def deployment_plan(project: Path, *, pool: str = DEFAULT_POOL,
     labelling = {"overrides": hub} if hub else {}
     plan = (
         DeploymentSpec(
-            "drift-check", "drift-check", "flows/drift_flow.py:drift_check",
+            "drift-check", "drift-check", "flows/drift/flow.py:drift_check",
             intervals.drift_check, None, hub,
             "Every active device's telemetry against its release's reference profile; emits "
             f"{FLEET_EVENT} when most of the fleet drifted together."),
         DeploymentSpec(
-            "request-labels", "request-labels", "flows/labelling_flows.py:request_labels",
+            "request-labels", "request-labels", "flows/labelling/flow.py:request_labels",
             intervals.request_labels, OnEvent(FLEET_EVENT, FLEET_RESOURCE), labelling,
             "Send the most informative hub frames to Label Studio, on a fleet-wide drift "
             "and on a schedule."),
         DeploymentSpec(
-            "collect-labels", "collect-labels", "flows/labelling_flows.py:collect_labels",
+            "collect-labels", "collect-labels", "flows/labelling/flow.py:collect_labels",
             intervals.collect_labels, None, {"repo": str(root), **labelling},
             f"Finished labels become a DVC dataset version; emits {DATASET_EVENT}."),
         DeploymentSpec(
-            "retrain", "retrain", "flows/retrain_flow.py:retrain", None,
+            "retrain", "retrain-and-release", "flows/chain.py:retrain_and_release", None,
             OnEvent(DATASET_EVENT, dataset_resource(root),
                     {"dataset": "{{ event.payload.git_commit }}"}),
-            {"repo": str(root), "release": True},
+            {"repo": str(root)},
             "Fine-tune on the new dataset version, export, gate; a passing candidate is "
             "released to canary."),
         DeploymentSpec(
-            "release-canary", "release-canary", "flows/release_flow.py:canary_decision",
+            "release-canary", "release-canary", "flows/release/flow.py:canary_decision",
             intervals.canary_decision, None, release,
             "Judge the canary's telemetry: promote, roll back or wait."),
         DeploymentSpec(
-            "release-refresh", "release-refresh", "flows/release_flow.py:refresh",
+            "release-refresh", "release-refresh", "flows/release/flow.py:refresh",
             intervals.release_refresh, None, release,
             "Re-sign the TUF timestamp before devices see it expire."),
     )
@@ -182,7 +172,7 @@ def _check_intervals(intervals: Intervals) -> None:
         if seconds < 1:
             raise DeployPlanError(f"the {name.replace('_', '-')} interval must be at least 1 s, "
                                   f"got {seconds}")
-    from flows.release_config import DEFAULT_RELEASE_CONFIG, load_release_config
+    from flows.release.settings import DEFAULT_RELEASE_CONFIG, load_release_config
 
     # Same rule as release_flow.check_refresh_interval, without importing Prefect.
     expiry = load_release_config(DEFAULT_RELEASE_CONFIG).tuf_expiry.timestamp.total_seconds()

@@ -15,7 +15,7 @@ def main() -> None:
     use_offline_environment(var)
     for sub in ("prefect", "dvc-remote", "ultralytics"):
         (var / sub).mkdir(parents=True, exist_ok=True)
-    from flows.ultralytics_yolo import quiet_settings
+    from flows.retrain.ultralytics_yolo import quiet_settings
 
     quiet_settings(datasets_dir=str(var / "datasets"), runs_dir=str(var / "runs"),
                    weights_dir=str(var / "weights"))

@@ -5,7 +5,7 @@ Sampled frames carry no simulator ids: the truth is recovered from the image alo
 devices stream `sim:SCENARIO` with the stream named after the device (seed 0, the frame's width),
 so the annotator re-renders that device's stream and finds the frame that looks the same: first
 at the stream index equal to the frame id (what a fresh device spool assigns), then by scanning
-the stream. The labelling tool is reached through a `Desk` (see flows/labelstudio_desk.py).
+the stream. The labelling tool is reached through a `Desk` (see demo/labelstudio_desk.py).
 """
 
 from __future__ import annotations

@@ -90,8 +90,10 @@ def annotate(ls_url: str, token: str, project: int, error_rate: float, seed: int
              limit: int | None) -> None:
     """SIMULATED annotator (demo and tests): label the open tasks of a Label Studio project with
     the simulator's ground truth, found by re-rendering each device's stream."""
-    from flows.labelstudio_client import LabelStudioClient  # cloud-side; only this command
-    from flows.labelstudio_desk import LabelStudioDesk
+    from demo.labelstudio_desk import LabelStudioDesk
+    from flows.labelling.labelstudio_client import (
+        LabelStudioClient,  # cloud-side; only this command
+    )
     from sim.annotate import TruthLookup, annotate_open_tasks
 
     lookup = TruthLookup(scenarios or tuple(SCENARIOS), seed=stream_seed, max_index=max_index)

@@ -53,7 +53,7 @@ def seed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("seed_model")
     shutil.copy(FIXTURES / "seed_best.pt", work / "best.pt")
     (work / "params.yaml").write_text("export: {imgsz: 320, dynamic: true}\n")
-    subprocess.run([sys.executable, "-m", "flows.stages.export", "--params",
+    subprocess.run([sys.executable, "-m", "flows.retrain.stages.export", "--params",
                     str(work / "params.yaml"), "--weights", str(work / "best.pt"),
                     "--out", str(work / "model.onnx"), "--var", str(ROOT / "var" / "test")],
                    cwd=ROOT, check=True, capture_output=True, timeout=300)

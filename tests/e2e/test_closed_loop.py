@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from flows.demo_loop import ADMIN_TOKEN, DemoConfig, DemoResult, device_ids, run_demo, tiny
-from flows.demo_report import MARKER_KINDS
+from demo.loop import ADMIN_TOKEN, DemoConfig, DemoResult, device_ids, run_demo, tiny
+from demo.report import MARKER_KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ SUMMARY_KEYS = {"frames_to_alarm", "labels_used", "map50_before_drift", "map50_a
 
 def read_back(urls: dict[str, str], out: Path) -> dict[str, Any]:
     """What the servers hold at the end of the loop (called before they stop)."""
-    from flows.labelstudio_server import TOKEN
+    from demo.labelstudio_server import TOKEN
     from hub.client import HubClient
 
     hub_url = urls["hub API"].removesuffix("/docs")

@@ -1,4 +1,4 @@
-"""A real Label Studio server for the labelling tests (flows.labelstudio_server): one per test
+"""A real Label Studio server for the labelling tests (demo.labelstudio_server): one per test
 session on a fresh copy of the migrated template kept under var/test/, stopped with SIGTERM.
 Import the fixtures with `pytest_plugins = ["labelstudio_support"]`.
 """
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flows.labelstudio_server import LS_BIN, ROOT, RunningLabelStudio, fresh_label_studio
+from demo.labelstudio_server import LS_BIN, ROOT, RunningLabelStudio, fresh_label_studio
 
 __all__ = ["RunningLabelStudio", "labelstudio_server"]
 

@@ -62,7 +62,7 @@ def test_drift_exits_0_names_the_group_and_writes_the_html_report(tables, offlin
 def test_without_json_a_readable_table_is_printed(tables, tmp_path):
     from click.testing import CliRunner  # in-process: Evidently's import is paid once
 
-    from flows.drift_cli import drift as command
+    from flows.drift.cli import drift as command
 
     result = CliRunner().invoke(command, ["--reference", str(tables["reference"]), "--current",
                                           str(tables["dark"]), "--var", str(tmp_path / "var")])

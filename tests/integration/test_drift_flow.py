@@ -14,8 +14,8 @@ from test_drift_support import records, telemetry
 from test_hub_support import ADMIN_TOKEN, T0, RunningHub, hub_settings, running_hub
 
 from edge_runtime.contract import InputSignature, ModelFile, ReleaseManifest, TelemetryBatch
-from flows.drift_config import SignalGroup
-from flows.drift_reference import REFERENCE_FILE, reference_file
+from flows.drift.settings import SignalGroup
+from flows.reference import REFERENCE_FILE, reference_file
 
 # litestar (under Evidently's workspace) warns about its own deprecations on import
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -57,7 +57,7 @@ def run_line(hub: RunningHub, shifted: dict[str, float]) -> None:
 
 
 def run_flow(tmp_path: Path, hub: RunningHub, monkeypatch: pytest.MonkeyPatch):
-    from flows.drift_flow import drift_check
+    from flows.drift.flow import drift_check
 
     monkeypatch.setenv("EDGELOOP_ADMIN_TOKEN", ADMIN_TOKEN)
     return drift_check(hub_url=hub.url, reports_url=str(tmp_path / "reports"),
@@ -135,8 +135,8 @@ def artifact_markdown() -> str:
 
 
 def test_the_window_is_the_newest_frames_even_when_the_hub_pages_its_answer(tmp_path):
-    from flows.drift_config import WindowSpec
-    from flows.drift_device import fetch_window
+    from flows.drift.device import fetch_window
+    from flows.drift.settings import WindowSpec
 
     settings = hub_settings(f"sqlite:///{tmp_path / 'hub.sqlite'}", tmp_path, query_rows=128)
     with running_hub(settings) as small_pages:
@@ -156,7 +156,7 @@ def test_the_window_is_the_newest_frames_even_when_the_hub_pages_its_answer(tmp_
 
 
 def test_the_schedule_is_a_prefect_deployment_with_the_given_interval():
-    from flows.drift_flow import drift_deployment
+    from flows.drift.flow import drift_deployment
 
     deployment = drift_deployment(900, reports_url="s3://bucket/drift")
     assert deployment.name == "drift-check"

@@ -19,7 +19,7 @@ from updater_support import live_frames, manifest_for, model_variant, scaled_mod
 from edge_runtime.contract import DeviceStatus, ReleaseManifest
 from edge_runtime.update_policy import MODEL_FILE, HealthBudget, Phase
 from edge_runtime.updater import Updater
-from flows.release_tuf import ReleaseRepository
+from flows.release.tuf import ReleaseRepository
 
 pytest_plugins = ["test_hub_support"]  # fixtures: sqlite_hub
 pytestmark = pytest.mark.slow

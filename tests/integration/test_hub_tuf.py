@@ -17,7 +17,7 @@ from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
 from edge_runtime.contract import InputSignature, ModelFile, ReleaseManifest
-from flows.release_tuf import TARGET_MANIFEST_FIELD, ReleaseRepository
+from flows.release.tuf import TARGET_MANIFEST_FIELD, ReleaseRepository
 from hub.client import HubClient, HubRequestError
 
 pytest_plugins = ["test_hub_support"]  # fixtures: hub (SQLite and PostgreSQL)

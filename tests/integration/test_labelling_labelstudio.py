@@ -21,12 +21,17 @@ from test_hub_support import ADMIN_TOKEN, T0, RunningHub, hub_settings, running_
 
 from edge_runtime.contract import Detection, SampleMeta, SamplePolicy
 from flows.dvc_dataset import dvc_md5
-from flows.labelling_collect import collect_round
-from flows.labelling_config import LabellingSettings, load_labelling_settings
-from flows.labelling_ledger import Ledger
-from flows.labelling_request import bootstrap, request_round
-from flows.labelstudio_client import LabelStudioClient
-from flows.labelstudio_webhook import ACTIONS, SECRET_HEADER, DebouncedCollector, WebhookEndpoint
+from flows.labelling.collect import collect_round
+from flows.labelling.labelstudio_client import LabelStudioClient
+from flows.labelling.labelstudio_webhook import (
+    ACTIONS,
+    SECRET_HEADER,
+    DebouncedCollector,
+    WebhookEndpoint,
+)
+from flows.labelling.ledger import Ledger
+from flows.labelling.request import bootstrap, request_round
+from flows.labelling.settings import LabellingSettings, load_labelling_settings
 from sim.render import CLASS_NAMES
 from sim.stream import Frame, stream
 
@@ -301,7 +306,7 @@ def test_flows_run_under_prefect_and_the_cli_answers_in_one_line(
         hub: RunningHub, settings: LabellingSettings, dvc_repo: Path, tmp_path: Path) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.labelling_flows import collect_labels, request_labels
+    from flows.labelling.flow import collect_labels, request_labels
 
     post_frames(hub, "cam-1", [4, 8])
     overrides = {"fleet": settings.fleet, "hub_url": settings.hub_url,

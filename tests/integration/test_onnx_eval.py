@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.onnx_eval import (
+from flows.retrain.onnx_eval import (
     EvalDataError,
     EvalResult,
     evaluate_onnx,
@@ -66,7 +66,7 @@ def test_latency_is_measured_for_inference_and_the_whole_frame(results) -> None:
 
 def test_map50_agrees_with_ultralytics_validation_of_the_same_onnx(
         seed_model: Path, slices: dict[str, Path], results, tmp_path: Path) -> None:
-    from flows.ultralytics_yolo import evaluate
+    from flows.retrain.ultralytics_yolo import evaluate
 
     theirs = evaluate(seed_model, slices["baseline"] / "data.yaml", IMGSZ, tmp_path, split="val")
     ours = results["baseline"].scores

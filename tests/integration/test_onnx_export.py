@@ -9,7 +9,7 @@ import pytest
 from onnx import numpy_helper
 
 from edge_runtime.detector import Detector
-from flows.onnx_export import ExportCheckError, check_onnx, quantize_int8, torch_parity
+from flows.retrain.onnx_export import ExportCheckError, check_onnx, quantize_int8, torch_parity
 from sim.dataset import render_dataset
 from sim.stream import stream
 

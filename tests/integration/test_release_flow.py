@@ -28,9 +28,9 @@ from tuf.ngclient.fetcher import FetcherInterface
 
 from edge_runtime.contract import DeviceStatus, ReleaseManifest, TelemetryBatch
 from edge_runtime.update_policy import VersionBelowFloor, check_version_floor
-from flows.release_canary import Verdict
-from flows.release_run import ReleaseError
-from flows.release_tuf import TARGET_MANIFEST_FIELD
+from flows.release.canary import Verdict
+from flows.release.run import ReleaseError
+from flows.release.tuf import TARGET_MANIFEST_FIELD
 
 pytest_plugins = ["test_hub_support"]  # fixtures: sqlite_hub
 
@@ -92,7 +92,7 @@ def flow_args(hub: RunningHub, project: Path) -> dict[str, Any]:
 
 
 def publish(hub: RunningHub, project: Path, tag: str) -> ReleaseManifest:
-    from flows.release_flow import release
+    from flows.release.flow import release
 
     candidate(project, tag)
     outcome = release(git_commit="c0ffee" * 6 + "abcd", **flow_args(hub, project))
@@ -137,7 +137,7 @@ def fleet(sqlite_hub: RunningHub) -> dict[str, dict[str, str]]:
 def stable_on_v1(hub: RunningHub, project: Path,
                  fleet: dict[str, dict[str, str]]) -> ReleaseManifest:
     """v1 published, promoted by a person, and run by the stable devices."""
-    from flows.release_flow import human_decision
+    from flows.release.flow import human_decision
 
     v1 = publish(hub, project, "v1")
     outcome = human_decision(v1.release_id, "promote", who="the test",
@@ -149,7 +149,7 @@ def stable_on_v1(hub: RunningHub, project: Path,
 
 def test_healthy_canary_is_promoted_and_what_devices_verify_is_that_release(
         harness, sqlite_hub, project, fleet, tmp_path) -> None:
-    from flows.release_flow import canary_decision
+    from flows.release.flow import canary_decision
 
     v1 = stable_on_v1(sqlite_hub, project, fleet)
     v2 = publish(sqlite_hub, project, "v2")
@@ -188,7 +188,7 @@ def test_healthy_canary_is_promoted_and_what_devices_verify_is_that_release(
 
 def test_worse_canary_is_rolled_back_by_publishing_the_good_files_as_a_new_version(
         harness, sqlite_hub, project, fleet, tmp_path) -> None:
-    from flows.release_flow import canary_decision
+    from flows.release.flow import canary_decision
 
     v1 = stable_on_v1(sqlite_hub, project, fleet)
     v2 = publish(sqlite_hub, project, "v2")
@@ -241,7 +241,7 @@ def test_moving_a_channel_back_to_the_older_release_is_refused_by_device_floors(
 
 def test_person_promotes_only_the_canarys_release_and_rolls_back_every_channel(
         harness, sqlite_hub, project, fleet) -> None:
-    from flows.release_flow import human_decision
+    from flows.release.flow import human_decision
 
     v1 = stable_on_v1(sqlite_hub, project, fleet)
     v2 = publish(sqlite_hub, project, "v2")
@@ -264,7 +264,7 @@ def test_person_promotes_only_the_canarys_release_and_rolls_back_every_channel(
 
 def test_release_watch_waits_for_canary_frames_then_promotes(harness, sqlite_hub, project,
                                                              fleet) -> None:
-    from flows.release_flow import canary_decision, release
+    from flows.release.flow import canary_decision, release
 
     v1 = stable_on_v1(sqlite_hub, project, fleet)
     quiet = canary_decision(watch=True, poll_s=0.1, timeout_s=0.3,
@@ -293,8 +293,8 @@ def test_release_watch_waits_for_canary_frames_then_promotes(harness, sqlite_hub
 
 
 def test_refresh_resigns_the_timestamp_the_hub_serves(sqlite_hub, project) -> None:
-    from flows.release_cli import release
-    from flows.release_tuf import ReleaseRepository
+    from flows.release.cli import release
+    from flows.release.tuf import ReleaseRepository
 
     repo = ReleaseRepository.create(project / "var/releases/tuf", project / "var/releases/keys")
     with sqlite_hub.admin() as admin:
@@ -309,7 +309,7 @@ def test_refresh_resigns_the_timestamp_the_hub_serves(sqlite_hub, project) -> No
 
 
 def test_refresh_is_a_prefect_deployment_with_the_given_interval(project) -> None:
-    from flows.release_flow import release_refresh_deployment
+    from flows.release.flow import release_refresh_deployment
 
     config = str(project / "release.yaml")
     deployment = release_refresh_deployment(6 * 3600, project=str(project), config_path=config)
@@ -323,7 +323,7 @@ def test_refresh_is_a_prefect_deployment_with_the_given_interval(project) -> Non
 
 
 def test_refused_candidate_is_not_published(harness, sqlite_hub, project) -> None:
-    from flows.release_flow import release
+    from flows.release.flow import release
 
     candidate(project, "bad", ship=False)
     with pytest.raises(ReleaseError, match=r"gate refused this candidate: drift mAP50-95"):
@@ -333,7 +333,7 @@ def test_refused_candidate_is_not_published(harness, sqlite_hub, project) -> Non
 
 
 def test_cli_refuses_before_starting_prefect(project, sqlite_hub) -> None:
-    from flows.release_cli import release
+    from flows.release.cli import release
 
     candidate(project, "bad", ship=False)
     runner = CliRunner()

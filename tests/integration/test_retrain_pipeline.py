@@ -18,7 +18,7 @@ import yaml
 
 from edge_runtime.detector import Detector
 from flows.dvc_dataset import commit_folder
-from flows.retrain_run import STAGES, RetrainError, pin_dataset
+from flows.retrain.run import STAGES, RetrainError, pin_dataset
 from sim.dataset import data_yaml, render_dataset, render_labelled_increment
 from sim.render import CLASS_NAMES
 
@@ -150,7 +150,7 @@ def test_a_candidate_trained_on_shuffled_labels_is_refused(
     out, metrics = tmp_path / "candidate", tmp_path / "metrics"
 
     def stage(module: str, *args: str) -> None:
-        done = subprocess.run([sys.executable, "-m", f"flows.stages.{module}", *args],
+        done = subprocess.run([sys.executable, "-m", f"flows.retrain.stages.{module}", *args],
                               cwd=repo_root, env=offline_env, capture_output=True, text=True,
                               timeout=900)
         assert done.returncode == 0, f"{module}: {done.stdout[-2000:]}{done.stderr[-3000:]}"

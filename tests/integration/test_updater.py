@@ -25,7 +25,7 @@ from updater_support import (
 from edge_runtime.slots import Pointer, Slot
 from edge_runtime.update_policy import MODEL_FILE, Refusal
 from edge_runtime.updater import Updater, UpdateStatus
-from flows.release_tuf import TARGET_MANIFEST_FIELD, manifest_to_custom
+from flows.release.tuf import TARGET_MANIFEST_FIELD, manifest_to_custom
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """For the updater tests: a signed release repository served over HTTP, and models to ship.
 
-The server serves a `flows.release_tuf.ReleaseRepository` from disk as the hub will (metadata
+The server serves a `flows.release.tuf.ReleaseRepository` from disk as the hub will (metadata
 at /v1/tuf/metadata/, files at /v1/tuf/targets/, device bearer token), so a test tampers with
 what a device receives by editing the repository's files. `resign` re-signs metadata the way
 an attacker (or a stale repository) would, with a chosen key.
@@ -30,7 +30,7 @@ from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timest
 from edge_runtime.contract import InputSignature, ModelFile, ReleaseManifest
 from edge_runtime.update_policy import MODEL_FILE, DeviceInput, HealthBudget, SmokeBudget
 from edge_runtime.updater import Updater, UpdaterConfig
-from flows.release_tuf import ReleaseRepository
+from flows.release.tuf import ReleaseRepository
 from sim.stream import stream
 
 TOKEN = "device-token-7"

@@ -23,7 +23,7 @@ from updater_support import RepoServer, manifest_for, updater_config
 
 from edge_runtime.update_policy import MODEL_FILE, Phase, UpdateRefused
 from edge_runtime.updater import Updater
-from flows.release_tuf import ReleaseRepository
+from flows.release.tuf import ReleaseRepository
 
 pytestmark = pytest.mark.slow
 

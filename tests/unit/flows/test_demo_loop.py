@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.demo_loop import (
+from demo.loop import (
     DemoConfig,
     DemoState,
     Outcome,
@@ -144,9 +144,9 @@ def test_a_server_that_failed_to_start_is_reported_and_not_stopped() -> None:
 
 
 def test_the_project_params_validate_every_epoch_unless_the_sizes_say_the_last_only() -> None:
-    from flows.demo_project import ProjectSizes, demo_params
-    from flows.stages.train import KEYS
-    from flows.ultralytics_yolo import TrainSettings
+    from demo.project import ProjectSizes, demo_params
+    from flows.retrain.stages.train import KEYS
+    from flows.retrain.ultralytics_yolo import TrainSettings
 
     assert demo_params(ProjectSizes())["finetune"]["val"] is True
     tiny_finetune = demo_params(tiny(DemoConfig()).project)["finetune"]

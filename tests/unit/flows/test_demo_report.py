@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.demo_report import (
+from demo.report import (
     MARKER_KINDS,
     AccuracySample,
     DriftPoint,

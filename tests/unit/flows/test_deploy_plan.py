@@ -16,8 +16,8 @@ from flows.deploy import (
     parse_interval,
 )
 
-ENTRYPOINT_FILES = ("flows/drift_flow.py", "flows/labelling_flows.py", "flows/retrain_flow.py",
-                    "flows/release_flow.py")
+ENTRYPOINT_FILES = ("flows/drift/flow.py", "flows/labelling/flow.py", "flows/chain.py",
+                    "flows/release/flow.py")
 
 
 @pytest.fixture
@@ -39,7 +39,8 @@ def test_default_plan_schedules_the_loop_and_retrains_only_on_a_new_dataset(proj
     retrain = by_name["retrain"]
     assert retrain.trigger is not None and retrain.trigger.event == DATASET_EVENT
     assert retrain.trigger.resource == dataset_resource(project) == "edgeloop.dataset.line-7"
-    assert retrain.parameters == {"repo": str(project.resolve()), "release": True}
+    assert retrain.parameters == {"repo": str(project.resolve())}
+    assert retrain.entrypoint == "flows/chain.py:retrain_and_release"  # releases what passes
     assert "event.payload.git_commit" in retrain.trigger.parameters["dataset"]
     request = by_name["request-labels"]
     assert request.trigger is not None and request.trigger.event == FLEET_EVENT

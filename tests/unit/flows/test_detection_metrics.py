@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from flows.detection_metrics import (
+from flows.retrain.detection_metrics import (
     DetectionInputError,
     ImageResult,
     NoGroundTruthError,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.drift_config import (
+from flows.drift.settings import (
     DEFAULT_CONFIG_PATH,
     Correction,
     DriftConfigError,

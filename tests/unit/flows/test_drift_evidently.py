@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.drift_config import METHODS, ScoreKind, SignalGroup, load_drift_config
-from flows.drift_verdict import DriftInputError, MissingColumnsError, TooFewRowsError
+from flows.drift.settings import METHODS, ScoreKind, SignalGroup, load_drift_config
+from flows.drift.verdict import DriftInputError, MissingColumnsError, TooFewRowsError
 
 with warnings.catch_warnings():  # Evidently imports litestar, which warns about itself
     warnings.simplefilter("ignore", DeprecationWarning)
-    from flows.evidently_drift import (
+    from flows.drift.evidently_drift import (
         add_to_workspace,
         check_drift,
         registered_methods,

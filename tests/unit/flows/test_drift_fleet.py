@@ -3,9 +3,9 @@ device drifting on its own is a device fault, kept out of retraining."""
 
 from __future__ import annotations
 
-from flows.drift_config import FleetRule, SignalGroup
-from flows.drift_fleet import attribute_fleet
-from flows.drift_verdict import DriftVerdict
+from flows.drift.fleet import attribute_fleet
+from flows.drift.settings import FleetRule, SignalGroup
+from flows.drift.verdict import DriftVerdict
 
 IQ, CONF, MIX = SignalGroup.IMAGE_QUALITY, SignalGroup.CONFIDENCE, SignalGroup.CLASS_MIX
 RULE = FleetRule(event_share=0.5, min_devices=2)

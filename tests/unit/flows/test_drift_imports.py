@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-ADAPTER = ROOT / "flows" / "evidently_drift.py"
+ADAPTER = ROOT / "flows" / "drift" / "evidently_drift.py"
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -25,7 +25,7 @@ def imported_modules(path: Path) -> set[str]:
 
 def test_only_the_adapter_imports_evidently():
     sources = [ROOT / "edgeloop_cli.py"]
-    for package in ("edge_runtime", "hub", "flows", "sim"):
+    for package in ("edge_runtime", "hub", "flows", "sim", "demo"):
         sources += sorted((ROOT / package).rglob("*.py"))
     offenders = [str(p.relative_to(ROOT)) for p in sources
                  if p != ADAPTER and any(m.split(".")[0] == "evidently"
@@ -34,8 +34,8 @@ def test_only_the_adapter_imports_evidently():
 
 
 def test_drift_cli_config_and_fleet_logic_load_without_evidently():
-    probe = ("import sys, flows.drift_cli, flows.drift_config, flows.drift_verdict, "
-             "flows.drift_fleet, flows.drift_reference; "
+    probe = ("import sys, flows.drift.cli, flows.drift.settings, flows.drift.verdict, "
+             "flows.drift.fleet, flows.reference; "
              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'evidently'))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from flows.labelling_collect import (
+from flows.labelling.collect import (
     FinishedLabel,
     chosen_annotation,
     finished_labels,
     write_increment,
 )
-from flows.labelstudio_client import Annotation, Task
-from flows.yolo_labels import YoloBox
+from flows.labelling.labelstudio_client import Annotation, Task
+from flows.labelling.yolo_labels import YoloBox
 
 CLASSES = ("nut", "washer", "bolt")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.labelling_config import (
+from flows.labelling.settings import (
     LabellingConfigError,
     label_config_xml,
     load_labelling_settings,

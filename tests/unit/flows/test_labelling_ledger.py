@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.labelling_ledger import Ledger, SentTask
+from flows.labelling.ledger import Ledger, SentTask
 
 
 def test_a_sample_is_recorded_once_with_its_first_task_and_its_look(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.contract import Detection, SampleMeta, SamplePolicy
-from flows.labelling_select import (
+from flows.labelling.select import (
     Candidate,
     candidate,
     look_distance,

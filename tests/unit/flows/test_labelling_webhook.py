@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from flows.labelstudio_webhook import (
+from flows.labelling.labelstudio_webhook import (
     SECRET_HEADER,
     DebouncedCollector,
     WebhookEndpoint,

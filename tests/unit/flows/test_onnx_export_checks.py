@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge_runtime.detector import Detector
-from flows.onnx_export import (
+from flows.retrain.onnx_export import (
     ExportCheckError,
     ParityReport,
     check_onnx,

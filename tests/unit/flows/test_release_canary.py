@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import pytest
 
-from flows.release_canary import (
+from flows.release.canary import (
     CanaryConfig,
     CanaryConfigError,
     DeviceReport,
@@ -16,7 +16,7 @@ from flows.release_canary import (
     decide,
     ks_statistic,
 )
-from flows.release_config import (
+from flows.release.settings import (
     DEFAULT_RELEASE_CONFIG,
     ReleaseConfigError,
     load_release_config,

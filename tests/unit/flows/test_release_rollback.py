@@ -11,7 +11,7 @@ import pytest
 
 from edge_runtime.contract import InputSignature, Lineage, ModelFile, ReleaseManifest
 from edge_runtime.update_policy import VersionBelowFloor, check_version_floor
-from flows.release_run import (
+from flows.release.run import (
     RESTORES,
     ROLLBACK_OF,
     ReleaseError,
@@ -19,7 +19,7 @@ from flows.release_run import (
     rollback_manifest,
     signed_files,
 )
-from flows.release_tuf import ReleaseRepository
+from flows.release.tuf import ReleaseRepository
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 

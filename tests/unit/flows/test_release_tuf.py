@@ -16,7 +16,7 @@ from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
 from edge_runtime.contract import InputSignature, Lineage, ModelFile, ReleaseManifest
-from flows.release_tuf import (
+from flows.release.tuf import (
     TARGET_MANIFEST_FIELD,
     ReleaseRepository,
     ReleaseRepositoryError,

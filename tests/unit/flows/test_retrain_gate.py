@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.retrain_gate import (
+from flows.retrain.gate import (
     DEFAULT_GATE_PATH,
     Artefact,
     FileChecks,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.retrain_prepare import (
+from flows.retrain.prepare import (
     Frame,
     Increment,
     PrepareError,

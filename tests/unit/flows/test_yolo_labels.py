@@ -7,7 +7,7 @@ from dataclasses import astuple
 import pytest
 
 from edge_runtime.contract import Detection
-from flows.yolo_labels import (
+from flows.labelling.yolo_labels import (
     LabelError,
     YoloBox,
     detections_to_result,

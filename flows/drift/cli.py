@@ -1,0 +1,102 @@
+"""`edgeloop flows drift`: compare a telemetry window with a reference profile (both Parquet).
+
+Prints the verdict (a table, or JSON with --json) and exits 0 whether or not drift was found;
+bad input (a missing file, missing columns, too few rows) is a one-line error and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from flows.drift.settings import load_drift_config
+from flows.drift.verdict import DriftVerdict, TelemetryFileError, check_tables
+from flows.offline import use_offline_environment
+
+if TYPE_CHECKING:
+    import pandas as pd  # type: ignore[import-untyped]
+
+PARQUET = click.Path(path_type=Path, dir_okay=False)
+
+
+def read_telemetry(path: Path, which: str) -> pd.DataFrame:
+    """A telemetry table (Parquet, columns as `edge_runtime.telemetry.stats_row`)."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise TelemetryFileError(f"{which} file {path} does not exist")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TelemetryFileError(f"{which} file {path} is not readable Parquet: {first}"
+                                 ) from None
+
+
+@click.command()
+@click.option("--reference", "reference_path", required=True, type=PARQUET,
+              help="The release's reference profile (Parquet telemetry).")
+@click.option("--current", "current_path", required=True, type=PARQUET,
+              help="The live window to check (Parquet telemetry).")
+@click.option("--config", "config_path", type=PARQUET, default=None,
+              help="Drift config (default configs/drift.yaml).")
+@click.option("--report", "report_path", type=PARQUET, default=None,
+              help="Also write Evidently's HTML report here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.option("--var", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
+              show_default=True, help="Runtime state folder (Evidently's settings).")
+def drift(reference_path: Path, current_path: Path, config_path: Path | None,
+          report_path: Path | None, as_json: bool, var: Path) -> None:
+    """Compare a window of telemetry with a reference profile (Evidently)."""
+    config = load_drift_config(config_path)
+    reference = read_telemetry(reference_path, "reference")
+    current = read_telemetry(current_path, "current")
+    check_tables(reference, current, config)  # bad input fails before Evidently's slow import
+    use_offline_environment(var)  # before Evidently is imported
+    from flows.drift.evidently_drift import check_drift
+
+    check = check_drift(reference, current, config)
+    if report_path is not None:
+        check.save_html(report_path)
+    if as_json:
+        click.echo(json.dumps(check.verdict.to_dict()))
+    else:
+        _print_table(check.verdict, report_path)
+
+
+def _print_table(verdict: DriftVerdict, report: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
+        console.width = max(console.width, 110)
+    groups = ", ".join(g.label for g in verdict.groups) or "none"
+    console.print(f"drift: [bold]{'YES' if verdict.drift else 'no'}[/bold]  "
+                  f"({verdict.drifted_count}/{verdict.tested_count} columns drifted; "
+                  f"groups: {groups}; reference {verdict.reference_rows} rows, current "
+                  f"{verdict.current_rows} rows)")
+    with_effect = any(c.effect is not None for c in verdict.columns)
+    table = Table()
+    for name in ("column", "group", "method", "score", "threshold", "effect", "drifted"):
+        if name != "effect" or with_effect:
+            table.add_column(name, no_wrap=True, justify="right" if name in (
+                "score", "threshold", "effect") else "left")
+    for c in verdict.columns:
+        cells = [c.column, c.group.label, c.method, _fmt(c.score), _fmt(c.threshold)]
+        cells += [_fmt(c.effect)] if with_effect else []
+        cells += ["[bold red]yes[/]" if c.drifted else ("no" if c.tested else "not tested")]
+        table.add_row(*cells)
+    console.print(table)
+    if report is not None:
+        console.print(f"report: {report}")
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.3g}"

@@ -1,0 +1,37 @@
+"""Stage `profile`: the release's reference telemetry: the file the gate chose, run through the
+device's exact pipeline (`edge replay`) over the validation images, one FrameStats row each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edge_runtime.detector import Detector
+from edge_runtime.replay import replay_rows, write_parquet
+from edge_runtime.sources import open_source
+from flows.retrain.stages.params import stage_params
+
+KEYS = {"imgsz"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--gate", type=Path, required=True, help="metrics/gate.json")
+    parser.add_argument("--images", type=Path, required=True, help="image folder to replay")
+    parser.add_argument("--out", type=Path, required=True, help="Parquet file to write")
+    args = parser.parse_args()
+    p = stage_params(args.params, "profile", KEYS)
+    gate = json.loads(args.gate.read_text())
+    artefact = gate["artefact"] or "fp32"  # a refused candidate is profiled as fp32 all the same
+    model = Path(gate["files"][artefact])
+    detector = Detector(model, imgsz=p["imgsz"])
+    rows = replay_rows(detector, open_source(str(args.images)), device_id="reference")
+    write_parquet(rows, args.out)
+    print(f"reference telemetry: {len(rows)} frames through {artefact} {model} -> {args.out}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
