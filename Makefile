@@ -60,6 +60,7 @@ $(VAR)/.offline-ok: $(VENV)/.deps-ok scripts/offline_setup.py
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # setup's two venvs build side by side (-j2); the tests run on two workers, a file per worker
 # at a time (module fixtures stay whole), in collection order (the long e2e file starts first);
@@ -67,6 +68,7 @@ lint: setup
 test:
 	@$(MAKE) --no-print-directory -j2 setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 seed: setup

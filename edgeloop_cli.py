@@ -22,6 +22,9 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "sim": ("sim.cli", "sim", "The synthetic production line: scenarios and rendered datasets."),
     "demo": ("demo.cli", "demo",
              "The closed loop on this machine: drift, labels, retrain, release, measured."),
+    "sim-annotator": ("demo.annotate_cli", "annotate",
+                      "SIMULATED annotator (demo, tests): label open Label Studio tasks with the "
+                      "simulator's ground truth."),
 }
 
 

@@ -1,5 +1,7 @@
-"""Where frames come from: an image folder, a video, a camera, a stream URL or the simulator;
-and `paced`, which holds a source to a camera's frame rate."""
+"""Where frames come from: an image folder, a video, a camera, a stream URL, or a source
+plugged in by name (`SCHEME:SPEC`, e.g. the simulator's `sim:`) through the
+`edgeloop.frame_sources` entry point or `register_source`; and `paced`, which holds a source to
+a camera's frame rate."""
 
 from __future__ import annotations
 
@@ -7,16 +9,26 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from sim.stream import Layer
-
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+ENTRY_POINT_GROUP = "edgeloop.frame_sources"  # name = the scheme before ':' in a source spec
+
+
+class PluggedSource(Protocol):
+    """Opens `SCHEME:SPEC`'s SPEC: (frame name, BGR image) pairs; a bad SPEC raises ValueError
+    before the first frame. `seed`, `width` and `name` keep simulated devices apart."""
+
+    def __call__(self, spec: str, *, seed: int, width: int,
+                 name: str) -> Iterator[tuple[str, np.ndarray]]: ...
+
+
+_REGISTERED: dict[str, PluggedSource] = {}
 
 
 class SourceError(ValueError):
@@ -33,17 +45,17 @@ class CapturedFrame:
 def open_source(spec: str, *, sim_seed: int = 0, sim_width: int = 320,
                 sim_name: str = "device") -> Iterator[CapturedFrame]:
     """Frames from `spec`: a folder of images, a video file, a camera index, an rtsp/http URL,
-    or the synthetic line as `sim:SCENARIO[@ONSET][,SCENARIO@ONSET...]`, each scenario arriving
-    at its onset frame (`sim:new_variant@600,camera_bump@300`; `sim_name` keeps devices'
-    streams apart)."""
-    if spec.startswith("sim:"):
-        from sim.stream import StreamSpecError, parse_layers  # the simulator as a camera
-
-        try:
-            layers = parse_layers(spec.removeprefix("sim:"))  # refuse a bad spec up front
-        except StreamSpecError as error:
+    or a plugged-in source such as the synthetic line,
+    `sim:SCENARIO[@ONSET][,SCENARIO@ONSET...]`, each scenario arriving at its onset frame
+    (`sim:new_variant@600,camera_bump@300`; `sim_name` keeps devices' streams apart)."""
+    scheme, colon, rest = spec.partition(":")
+    plugged = _plugged(scheme) if colon and not rest.startswith("//") else None
+    if plugged is not None:
+        try:  # a bad spec is refused up front, before the first frame
+            frames = plugged(rest, seed=sim_seed, width=sim_width, name=sim_name)
+        except ValueError as error:
             raise SourceError(f"frame source {spec!r}: {error}") from None
-        return _simulated(layers, sim_seed, sim_width, sim_name)
+        return _stamped(frames)
     path = Path(spec)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -52,8 +64,28 @@ def open_source(spec: str, *, sim_seed: int = 0, sim_width: int = 320,
         return _images(files)
     if spec.isdigit() or "://" in spec or path.is_file():
         return _capture(int(spec) if spec.isdigit() else spec)
+    schemes = ", ".join(f"{s}:SPEC" for s in sorted(_known_schemes()))
     raise SourceError(f"frame source {spec!r} is not a folder, a file, a camera index, a URL "
-                      "or sim:SCENARIO[@ONSET][,SCENARIO@ONSET...]")
+                      f"or one of {schemes or 'no plugged-in sources'}")
+
+
+def register_source(scheme: str, opener: PluggedSource) -> None:
+    """Plug in `opener` for specs `SCHEME:...` (overrides an entry point of that name)."""
+    _REGISTERED[scheme] = opener
+
+
+def _plugged(scheme: str) -> PluggedSource | None:
+    if scheme in _REGISTERED:
+        return _REGISTERED[scheme]
+    for point in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
+        opener: PluggedSource = point.load()
+        _REGISTERED[scheme] = opener
+        return opener
+    return None
+
+
+def _known_schemes() -> set[str]:
+    return set(_REGISTERED) | {p.name for p in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def _images(files: list[Path]) -> Iterator[CapturedFrame]:
@@ -80,12 +112,9 @@ def _capture(target: int | str) -> Iterator[CapturedFrame]:
         capture.release()
 
 
-def _simulated(layers: tuple[Layer, ...], seed: int, width: int,
-               name: str) -> Iterator[CapturedFrame]:
-    from sim.stream import layered_stream
-
-    for frame in layered_stream(layers, seed=seed, width=width, name=name):
-        yield CapturedFrame(frame.image, datetime.now(UTC), str(frame.index))
+def _stamped(frames: Iterator[tuple[str, np.ndarray]]) -> Iterator[CapturedFrame]:
+    for name, image in frames:
+        yield CapturedFrame(image, datetime.now(UTC), name)
 
 
 def paced(frames: Iterator[CapturedFrame], fps: float) -> Iterator[CapturedFrame]:

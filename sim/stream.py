@@ -151,3 +151,17 @@ def layered_stream(
         image, truth = render_frame(frame_rng(seed, name, index), conditions, width)
         yield Frame(index, image, truth, scenario, 0.0 if scenario == "baseline" else 1.0)
         index += 1
+
+
+def camera_frames(spec: str, *, seed: int, width: int,
+                  name: str) -> Iterator[tuple[str, np.ndarray]]:
+    """The synthetic line as a device's camera, for the `sim:` frame source (registered through
+    the `edgeloop.frame_sources` entry point): (frame index, BGR image) pairs of the layered
+    stream `spec`. A bad spec raises `StreamSpecError` before the first frame."""
+    layers = parse_layers(spec)
+
+    def frames() -> Iterator[tuple[str, np.ndarray]]:
+        for frame in layered_stream(layers, seed=seed, width=width, name=name):
+            yield str(frame.index), frame.image
+
+    return frames()

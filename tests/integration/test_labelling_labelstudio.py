@@ -212,7 +212,7 @@ def test_simulated_annotations_come_back_as_the_simulators_truth_in_a_new_dvc_ve
     project = ls.find_projects(settings.project_title)[0]
 
     annotate = subprocess.run(
-        [EDGELOOP, "sim", "annotate", "--ls-url", settings.labelstudio.url, "--token",
+        [EDGELOOP, "sim-annotator", "--ls-url", settings.labelstudio.url, "--token",
          settings.labelstudio.require_token(), "--project", str(project.id),
          "--scenario", "baseline", "--scenario", "new_variant", "--max-index", "30"],
         capture_output=True, text=True, timeout=300)

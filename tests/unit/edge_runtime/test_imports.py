@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-FORBIDDEN = ("torch", "ultralytics", "prefect", "evidently", "dvc", "fastapi", "sqlalchemy")
+FORBIDDEN = ("torch", "ultralytics", "prefect", "evidently", "dvc", "fastapi", "sqlalchemy",
+             "sim", "hub", "flows", "demo")
 
 PROBE = f"""
 import importlib, pkgutil, sys
