@@ -35,6 +35,13 @@ DEFAULT_TIMEOUT_S = 30.0
 M = TypeVar("M", bound=BaseModel)
 
 
+TELEMETRY_PAGE_ROWS = 5000  # rows a telemetry window is read in per request
+
+
+class TelemetryPagingError(ValueError):
+    """A telemetry window cannot be paged: more rows than a page share one capture time."""
+
+
 class HubRequestError(ValueError):
     """The hub refused a request (or could not be reached); `status` 0 means no answer."""
 
@@ -168,6 +175,33 @@ class HubClient:
         frame = pd.read_parquet(io.BytesIO(response.content))
         frame.attrs["truncated"] = response.headers.get("Edgeloop-Truncated") == "true"
         return frame
+
+    def telemetry_window(self, since: datetime, until: datetime | None = None, *,
+                         device_id: str | None = None, classes: Iterable[str] | None = None,
+                         page_rows: int = TELEMETRY_PAGE_ROWS) -> pd.DataFrame:
+        """Every record captured in [since, until), however many: `telemetry` page after page
+        (the hub answers oldest first up to its row limit), each record once, count_<class>
+        columns 0 where a page had none. The drift check and the canary read through this."""
+        import pandas as pd
+
+        pages, start = [], since
+        while True:
+            page = self.telemetry(start, until, device_id=device_id, classes=classes,
+                                  limit=page_rows)
+            pages.append(page)
+            if not page.attrs.get("truncated") or page.empty:
+                break
+            last = page["captured_at"].iloc[-1].to_pydatetime()
+            if last <= start:  # more than a page of rows share one timestamp: cannot page on
+                raise TelemetryPagingError(f"over {page_rows} records captured at {last}"
+                                           + (f" by device {device_id}" if device_id else ""))
+            start = last  # [last, ...) again: the rows at `last` come twice, dropped below
+        pages = [p for p in pages if not p.empty] or pages[:1]  # empty pages have no dtypes
+        frame = pd.concat(pages, ignore_index=True)
+        frame = frame.drop_duplicates(subset=["device_id", "frame_id"], keep="first")
+        counts = [c for c in frame.columns if c.startswith("count_")]
+        frame[counts] = frame[counts].fillna(0).astype("int64")
+        return frame.reset_index(drop=True)
 
     def samples(self, since: datetime | None = None, until: datetime | None = None, *,
                 device_id: str | None = None, limit: int = 1000) -> list[StoredSample]:

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from hub.client import HubClient
 
 FIRST_SLICE = timedelta(minutes=15)  # the newest slice read first; each older one is 4x longer
-PAGE_ROWS = 5000
 _WORKSPACE_LOCK = threading.Lock()  # Evidently's local workspace is not safe across threads
 
 
@@ -58,7 +57,7 @@ def fetch_window(client: HubClient, device_id: str, window: WindowSpec, now: dat
     parts: list[pd.DataFrame] = []
     while until > oldest and (window.frames is None or rows < window.frames):
         since = max(until - span, oldest)
-        part = _read_slice(client, device_id, since, until, classes)
+        part = client.telemetry_window(since, until, device_id=device_id, classes=classes)
         parts.insert(0, part)
         rows += len(part)
         until, span = since, span * 4
@@ -68,25 +67,6 @@ def fetch_window(client: HubClient, device_id: str, window: WindowSpec, now: dat
     counts = [c for c in frame.columns if c.startswith("count_")]
     frame[counts] = frame[counts].fillna(0).astype("int64")
     return frame if window.frames is None else frame.tail(window.frames).reset_index(drop=True)
-
-
-def _read_slice(client: HubClient, device_id: str, since: datetime, until: datetime,
-                classes: tuple[str, ...] | None) -> pd.DataFrame:
-    import pandas as pd
-
-    pages = []
-    while True:
-        page = client.telemetry(since, until, device_id=device_id, classes=classes,
-                                limit=PAGE_ROWS)
-        pages.append(page)
-        if not page.attrs.get("truncated") or page.empty:
-            break
-        last = page["captured_at"].iloc[-1].to_pydatetime()
-        if last <= since:  # more than a page of rows share one timestamp: cannot page on
-            raise ValueError(f"device {device_id}: over {PAGE_ROWS} records at {last}")
-        since = last  # [since, ...) again: rows at `last` come twice, dropped below
-    frame = pd.concat(pages, ignore_index=True)
-    return frame.drop_duplicates(subset=["frame_id"], keep="first")
 
 
 def current_model_rows(window: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:

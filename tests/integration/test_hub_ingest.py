@@ -165,6 +165,24 @@ def test_parquet_query_returns_the_time_range_flattened(hub: RunningHub) -> None
     assert list(first_three.captured_at) == [at[0], at[0], at[1]]  # oldest first
 
 
+def test_telemetry_window_reads_every_page_so_the_newest_rows_are_not_cut(
+        sqlite_hub: RunningHub) -> None:
+    token_a, token_b = sqlite_hub.add_device("cam-a"), sqlite_hub.add_device("cam-b")
+    at = [T0 + timedelta(seconds=s) for s in range(12)]
+    with sqlite_hub.device(token_a) as a, sqlite_hub.device(token_b) as b, \
+            sqlite_hub.admin() as admin:
+        a.post_telemetry(TelemetryBatch(device_id="cam-a", sent_at=T0, records=[
+            stats("cam-a", i, at=at[i], counts={"bolt": 1}) for i in range(12)]))
+        b.post_telemetry(TelemetryBatch(device_id="cam-b", sent_at=T0, records=[
+            stats("cam-b", i, at=at[i], counts={"washer": 2}) for i in range(12)]))
+        one_call = admin.telemetry(at[0], limit=5)
+        window = admin.telemetry_window(at[0], page_rows=5)
+    assert one_call.attrs["truncated"] and at[11] not in set(one_call.captured_at)
+    assert sorted(zip(window.device_id, window.frame_id, strict=True)) == [
+        (d, i) for d in ("cam-a", "cam-b") for i in range(12)]  # each record once, the newest too
+    assert list(window.count_washer[window.device_id == "cam-a"]) == [0] * 12
+
+
 def test_naive_query_times_are_refused(sqlite_hub: RunningHub) -> None:
     with sqlite_hub.admin() as admin, pytest.raises(HubRequestError) as refused:
         admin.telemetry(T0.replace(tzinfo=None))
