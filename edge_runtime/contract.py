@@ -20,6 +20,20 @@ from pydantic import (
 )
 
 CONTRACT_VERSION = 1
+
+# The hub's HTTP API, as both ends address it.
+TELEMETRY_PATH = "/v1/telemetry"
+SAMPLES_PATH = "/v1/samples"
+HEARTBEAT_PATH = "/v1/heartbeat"
+ASSIGNMENT_PATH = "/v1/assignment"
+RELEASES_PATH = "/v1/releases"  # /{release_id}/model, /{release_id}/files/{name}
+TUF_METADATA_PATH = "/v1/tuf/metadata"  # /{name}
+TUF_TARGETS_PATH = "/v1/tuf/targets"  # /{release_id}/{name}
+ADMIN_PREFIX = "/v1/admin"
+
+# What a release carries, as the publisher writes it and the device reads it.
+MODEL_FILE = "model.onnx"  # the one file every release must carry, whatever the artefact
+TARGET_MANIFEST_FIELD = "edgeloop_manifest"  # the release's manifest in each TUF target's custom
 MAX_BATCH_RECORDS = 5000
 MAX_EMBEDDING_DIM = 64
 MAX_DETECTIONS = 300
@@ -198,3 +212,14 @@ class ReleaseManifest(_Record):
     lineage: Lineage = Lineage()
     created_at: Timestamp
     expires_at: Timestamp | None = None
+
+
+def stats_row(stats: FrameStats, names: tuple[str, ...]) -> dict[str, object]:
+    """The telemetry table's row (Parquet, Evidently): one `count_<class>` column per model
+    class, one `emb_<i>` column per embedding dimension, everything else as in `FrameStats`."""
+    row = stats.model_dump(exclude={"class_counts", "embedding"})
+    for name in names:
+        row[f"count_{name}"] = stats.class_counts.get(name, 0)
+    for i, value in enumerate(stats.embedding or ()):
+        row[f"emb_{i}"] = value
+    return row

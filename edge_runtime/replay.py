@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from edge_runtime.contract import stats_row
 from edge_runtime.detector import Detector
 from edge_runtime.sources import CapturedFrame
-from edge_runtime.telemetry import UncertaintyBand, frame_stats, stats_row
+from edge_runtime.telemetry import UncertaintyBand, frame_stats
 
 
 def replay_rows(

@@ -116,13 +116,3 @@ def frame_stats(
         **fields,
     )
 
-
-def stats_row(stats: FrameStats, names: tuple[str, ...]) -> dict[str, object]:
-    """A flat table row (for Parquet and Evidently): one `count_<class>` column per model class,
-    one `emb_<i>` column per embedding dimension, everything else as in the contract."""
-    row = stats.model_dump(exclude={"class_counts", "embedding"})
-    for name in names:
-        row[f"count_{name}"] = stats.class_counts.get(name, 0)
-    for i, value in enumerate(stats.embedding or ()):
-        row[f"emb_{i}"] = value
-    return row

@@ -14,9 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from edge_runtime.contract import InputSignature, ReleaseManifest
-
-MODEL_FILE = "model.onnx"  # the one file every release must carry
+from edge_runtime.contract import MODEL_FILE, InputSignature, ReleaseManifest
 
 
 class Refusal(enum.StrEnum):

@@ -32,7 +32,13 @@ from tuf.api.metadata import Metadata, Targets
 from tuf.ngclient import FetcherInterface
 from tuf.ngclient import Updater as TufUpdater
 
-from edge_runtime.contract import ReleaseManifest
+from edge_runtime.contract import (
+    ASSIGNMENT_PATH,
+    TARGET_MANIFEST_FIELD,
+    TUF_METADATA_PATH,
+    TUF_TARGETS_PATH,
+    ReleaseManifest,
+)
 from edge_runtime.detector import Detector, InputSizeError, ModelLoadError, decode
 from edge_runtime.slots import (
     FileDigest,
@@ -72,10 +78,8 @@ from edge_runtime.update_policy import (
 
 log = logging.getLogger(__name__)
 
-ASSIGNMENT_PATH = "/v1/assignment"
-METADATA_PATH = "/v1/tuf/metadata/"
-TARGETS_PATH = "/v1/tuf/targets/"
-TARGET_MANIFEST_FIELD = "edgeloop_manifest"  # the release's manifest in each target's custom
+METADATA_PATH = TUF_METADATA_PATH + "/"
+TARGETS_PATH = TUF_TARGETS_PATH + "/"
 TRUSTED_ROOT = "trusted_root.json"
 FETCH_CHUNK = 64 * 1024
 # Refusals that belong to the model itself: the same release is not tried again.

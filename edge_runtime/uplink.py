@@ -20,7 +20,10 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from edge_runtime.contract import (
+    HEARTBEAT_PATH,
     MAX_BATCH_RECORDS,
+    SAMPLES_PATH,
+    TELEMETRY_PATH,
     DeviceStatus,
     FrameStats,
     Name,
@@ -31,9 +34,6 @@ from edge_runtime.spool import Spool
 
 log = logging.getLogger(__name__)
 
-TELEMETRY_PATH = "/v1/telemetry"
-SAMPLES_PATH = "/v1/samples"
-HEARTBEAT_PATH = "/v1/heartbeat"
 GZIP_LEVEL = 6  # about as small as 9 on JSON, at a fraction of the CPU
 MAX_REASON_CHARS = 300  # of a hub's error body, kept for logs and the heartbeat's last_error
 _NAME = TypeAdapter(Name)

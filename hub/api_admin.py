@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from edge_runtime.contract import ADMIN_PREFIX
 from hub import registry, releases, samples, telemetry, tuf_store
 from hub.api_device import (
     NAME_PATTERN,
@@ -43,7 +44,7 @@ def require_admin(request: Request) -> None:
     hub_of(request).admin.check(request.headers.get("authorization"))
 
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
+router = APIRouter(prefix=ADMIN_PREFIX, tags=["admin"], dependencies=[Depends(require_admin)],
                    responses={401: {"description": "the admin token is missing or wrong"}})
 Since = Annotated[datetime | None, Query(description="inclusive, ISO 8601 with a zone")]
 Until = Annotated[datetime | None, Query(description="exclusive, ISO 8601 with a zone")]

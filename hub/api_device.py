@@ -15,7 +15,16 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from edge_runtime.contract import DeviceStatus
+from edge_runtime.contract import (
+    ASSIGNMENT_PATH,
+    HEARTBEAT_PATH,
+    RELEASES_PATH,
+    SAMPLES_PATH,
+    TELEMETRY_PATH,
+    TUF_METADATA_PATH,
+    TUF_TARGETS_PATH,
+    DeviceStatus,
+)
 from hub import registry, releases, samples, telemetry, tuf_store
 from hub.app import Hub, hub_of
 from hub.auth import bearer_token
@@ -75,7 +84,7 @@ def require_media_type(request: Request, expected: str) -> None:
                                    f"not {content_type[:60]!r}")
 
 
-@router.post("/v1/telemetry", response_model=TelemetryStored,
+@router.post(TELEMETRY_PATH, response_model=TelemetryStored,
              openapi_extra=body_doc("TelemetryBatch"),
              responses=refusals(401, 403, 413, 415, 422, 503))
 async def post_telemetry(request: Request) -> Response:
@@ -93,7 +102,7 @@ async def post_telemetry(request: Request) -> Response:
     return json_response(await run_in_threadpool(ingest))
 
 
-@router.post("/v1/samples", response_model=SampleStored,
+@router.post(SAMPLES_PATH, response_model=SampleStored,
              openapi_extra=multipart_doc({"meta": "SampleMeta JSON"},
                                          {"image": "JPEG or PNG, <device_id>-<frame_id>.jpg"}),
              responses=refusals(401, 403, 413, 415, 422, 503))
@@ -117,7 +126,7 @@ async def post_sample(request: Request) -> Response:
     return json_response(stored)
 
 
-@router.post("/v1/heartbeat", response_model=HeartbeatTaken, openapi_extra=body_doc("DeviceStatus"),
+@router.post(HEARTBEAT_PATH, response_model=HeartbeatTaken, openapi_extra=body_doc("DeviceStatus"),
              responses=refusals(401, 403, 413, 415, 422, 503))
 async def post_heartbeat(request: Request) -> Response:
     """The device's DeviceStatus: what it runs, its spool depth and drop counters."""
@@ -132,7 +141,7 @@ async def post_heartbeat(request: Request) -> Response:
     return json_response(taken)
 
 
-@router.get("/v1/assignment", responses={
+@router.get(ASSIGNMENT_PATH, responses={
     200: {"description": "the ReleaseManifest this device's channel runs",
           "content": {"application/json": {"schema": {
               "$ref": "#/components/schemas/ReleaseManifest"}}}},
@@ -149,21 +158,21 @@ async def get_assignment(request: Request) -> Response:
     return Response(text, media_type="application/json")
 
 
-@router.get("/v1/releases/{release_id}/model", response_class=StreamingResponse,
+@router.get(RELEASES_PATH + "/{release_id}/model", response_class=StreamingResponse,
             responses=refusals(401, 403, 404, 503))
 async def get_model(request: Request, release_id: PathName) -> StreamingResponse:
     """The release's model file (its first .onnx file); device or admin token."""
     return await _artefact(request, release_id, None)
 
 
-@router.get("/v1/releases/{release_id}/files/{name}", response_class=StreamingResponse,
+@router.get(RELEASES_PATH + "/{release_id}/files/{name}", response_class=StreamingResponse,
             responses=refusals(401, 403, 404, 503))
 async def get_file(request: Request, release_id: PathName, name: PathName) -> StreamingResponse:
     """One file of a release, by its name in the manifest; device or admin token."""
     return await _artefact(request, release_id, name)
 
 
-@router.get("/v1/tuf/metadata/{name}", responses={
+@router.get(TUF_METADATA_PATH + "/{name}", responses={
     200: {"description": "the signed TUF metadata file, verbatim as the release flow signed it",
           "content": {"application/json": {}}},
     **refusals(401, 403, 404, 503)})
@@ -175,7 +184,7 @@ async def get_tuf_metadata(request: Request, name: str) -> Response:
     return Response(data, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/v1/tuf/targets/{release_id}/{name}", response_class=StreamingResponse,
+@router.get(TUF_TARGETS_PATH + "/{release_id}/{name}", response_class=StreamingResponse,
             responses=refusals(401, 403, 404, 503))
 async def get_tuf_target(request: Request, release_id: PathName,
                          name: PathName) -> StreamingResponse:

@@ -16,7 +16,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from edge_runtime.contract import DeviceStatus, ReleaseManifest, SampleMeta, TelemetryBatch
+from edge_runtime.contract import (
+    ADMIN_PREFIX,
+    SAMPLES_PATH,
+    TELEMETRY_PATH,
+    DeviceStatus,
+    ReleaseManifest,
+    SampleMeta,
+    TelemetryBatch,
+)
 from hub.auth import AdminGate
 from hub.blobs import BlobStore
 from hub.db import Database
@@ -85,11 +93,11 @@ def create_app(settings: HubSettings, hub: Hub | None = None) -> FastAPI:
 
 def body_limit(settings: HubSettings, method: str, path: str) -> int:
     limits = settings.limits
-    if path == "/v1/telemetry":
+    if path == TELEMETRY_PATH:
         return limits.telemetry_body_bytes
-    if path == "/v1/samples":
+    if path == SAMPLES_PATH:
         return limits.sample_image_bytes + limits.json_body_bytes  # the image and its meta
-    if method == "POST" and path == "/v1/admin/releases":
+    if method == "POST" and path == ADMIN_PREFIX + "/releases":
         return limits.release_body_bytes
     return limits.json_body_bytes
 

@@ -15,7 +15,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from edge_runtime.contract import DeviceStatus, ReleaseManifest, SampleMeta, TelemetryBatch
+from edge_runtime.contract import (
+    ADMIN_PREFIX,
+    ASSIGNMENT_PATH,
+    HEARTBEAT_PATH,
+    RELEASES_PATH,
+    SAMPLES_PATH,
+    TELEMETRY_PATH,
+    TUF_METADATA_PATH,
+    TUF_TARGETS_PATH,
+    DeviceStatus,
+    ReleaseManifest,
+    SampleMeta,
+    TelemetryBatch,
+)
 from hub.models import (
     ChannelState,
     DeviceRecord,
@@ -90,7 +103,7 @@ class HubClient:
     def _admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         if self._admin_token is None:
             raise HubRequestError(0, "this client has no admin token", method, path)
-        return self._request(method, f"/v1/admin{path}", token=self._admin_token, **kwargs)
+        return self._request(method, f"{ADMIN_PREFIX}{path}", token=self._admin_token, **kwargs)
 
     def _device(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         if self._device_token is None:
@@ -109,31 +122,31 @@ class HubClient:
         headers = {"Content-Type": "application/json"}
         if compress:
             body, headers["Content-Encoding"] = gzip.compress(body, 6), "gzip"
-        response = self._device("POST", "/v1/telemetry", content=body, headers=headers)
+        response = self._device("POST", TELEMETRY_PATH, content=body, headers=headers)
         return TelemetryStored.model_validate_json(response.content)
 
     def post_sample(self, meta: SampleMeta, image: bytes,
                     filename: str | None = None) -> SampleStored:
         name = filename or f"{meta.device_id}-{meta.frame_id}.jpg"
-        response = self._device("POST", "/v1/samples", data={"meta": meta.model_dump_json()},
+        response = self._device("POST", SAMPLES_PATH, data={"meta": meta.model_dump_json()},
                                 files={"image": (name, image, "image/jpeg")})
         return SampleStored.model_validate_json(response.content)
 
     def heartbeat(self, status: DeviceStatus) -> HeartbeatTaken:
-        response = self._device("POST", "/v1/heartbeat", content=status.model_dump_json(),
+        response = self._device("POST", HEARTBEAT_PATH, content=status.model_dump_json(),
                                 headers={"Content-Type": "application/json"})
         return HeartbeatTaken.model_validate_json(response.content)
 
     def assignment(self) -> ReleaseManifest | None:
         """The release this device's channel runs, or None when none is assigned."""
-        response = self._device("GET", "/v1/assignment")
+        response = self._device("GET", ASSIGNMENT_PATH)
         if response.status_code == 204:
             return None
         return ReleaseManifest.model_validate_json(response.content)
 
     def download(self, release_id: str, name: str | None = None) -> bytes:
         """A release file's bytes (with name None: the release's model), by either token."""
-        path = f"/v1/releases/{release_id}/" + ("model" if name is None else f"files/{name}")
+        path = f"{RELEASES_PATH}/{release_id}/" + ("model" if name is None else f"files/{name}")
         return self._request("GET", path, token=self._reader()).content
 
     # -- admin: devices ------------------------------------------------------------------------
@@ -266,7 +279,7 @@ class HubClient:
     def tuf_metadata(self, name: str) -> bytes | None:
         """A served metadata file's bytes (device or admin token); None when not published."""
         try:
-            return self._request("GET", f"/v1/tuf/metadata/{name}", token=self._reader()).content
+            return self._request("GET", f"{TUF_METADATA_PATH}/{name}", token=self._reader()).content
         except HubRequestError as exc:
             if exc.status == 404:
                 return None
@@ -274,7 +287,8 @@ class HubClient:
 
     def tuf_target(self, target_path: str) -> bytes:
         """A TUF target's bytes, `<release_id>/<name>` (device or admin token)."""
-        return self._request("GET", f"/v1/tuf/targets/{target_path}", token=self._reader()).content
+        path = f"{TUF_TARGETS_PATH}/{target_path}"
+        return self._request("GET", path, token=self._reader()).content
 
     def _reader(self) -> str | None:
         return self._device_token or self._admin_token

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 
-from edge_runtime.contract import FrameStats, TelemetryBatch
+from edge_runtime.contract import FrameStats, TelemetryBatch, stats_row
 from hub.clock import now_us, to_us
 from hub.db import BIGINT_MAX, Database, devices, telemetry
 from hub.errors import Invalid, invalid
@@ -88,8 +88,6 @@ def query_telemetry(db: Database, *, since: datetime | None, until: datetime | N
 
 def to_parquet(records: list[FrameStats], classes: tuple[str, ...] | None) -> bytes:
     import pandas as pd  # type: ignore[import-untyped]  # only the query path needs pandas
-
-    from edge_runtime.telemetry import stats_row
 
     names = classes if classes is not None else tuple(
         sorted({name for r in records for name in r.class_counts}))

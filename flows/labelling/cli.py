@@ -70,7 +70,7 @@ def _checked(config: str, overrides: dict[str, Any], *, hub: bool = False,
 
 def _flows(var: str) -> Any:
     use_offline_environment(Path(var))
-    from flows import labelling_flows  # Prefect reads its settings on import
+    from flows.labelling import flow as labelling_flows  # Prefect reads its settings on import
 
     return labelling_flows
 

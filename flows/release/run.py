@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_runtime.contract import (
+    MODEL_FILE,
     InputSignature,
     Lineage,
     ModelFile,
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
     from hub.client import HubClient
 
-MODEL_FILE = "model.onnx"  # the name every release gives its model, whatever the artefact
 CANDIDATE_MODELS = {"int8": "model.int8.onnx", "fp32": "model.onnx"}
 LABELLED = "data/labelled"
 MAX_DATASET_VERSION_CHARS = 200  # Lineage.dataset_version

@@ -36,9 +36,8 @@ from tuf.api.metadata import (
     Timestamp,
 )
 
-from edge_runtime.contract import ReleaseManifest
+from edge_runtime.contract import TARGET_MANIFEST_FIELD, ReleaseManifest
 
-TARGET_MANIFEST_FIELD = "edgeloop_manifest"
 ROLES = ("root", "targets", "snapshot", "timestamp")
 SETTINGS_FILE = "repository.json"  # beside metadata/ and targets/: the expiry per role
 LOCK_FILE = ".lock"  # one writer at a time: each change bumps versions read from disk

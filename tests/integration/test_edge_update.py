@@ -16,8 +16,8 @@ import pytest
 from test_hub_support import RunningHub
 from updater_support import live_frames, manifest_for, model_variant, scaled_model, updater_config
 
-from edge_runtime.contract import DeviceStatus, ReleaseManifest
-from edge_runtime.update_policy import MODEL_FILE, HealthBudget, Phase
+from edge_runtime.contract import MODEL_FILE, DeviceStatus, ReleaseManifest
+from edge_runtime.update_policy import HealthBudget, Phase
 from edge_runtime.updater import Updater
 from flows.release.tuf import ReleaseRepository
 

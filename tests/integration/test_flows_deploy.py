@@ -94,7 +94,7 @@ def test_deploying_again_updates_instead_of_duplicating(harness, project) -> Non
         assert len(client.read_deployments()) == 6  # the server's, across every pool
         drift = client.read_deployment_by_name("drift-check/drift-check")
         assert [s.schedule.interval.total_seconds() for s in drift.schedules] == [7200]
-        retrain = client.read_deployment_by_name("retrain/retrain")
+        retrain = client.read_deployment_by_name("retrain-and-release/retrain")
         assert retrain.schedules == []
         assert len(owned_automations(client, retrain.id)) == 1
 

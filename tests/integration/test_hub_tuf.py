@@ -16,8 +16,8 @@ from tuf.api.metadata import Metadata
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
-from edge_runtime.contract import InputSignature, ModelFile, ReleaseManifest
-from flows.release.tuf import TARGET_MANIFEST_FIELD, ReleaseRepository
+from edge_runtime.contract import TARGET_MANIFEST_FIELD, InputSignature, ModelFile, ReleaseManifest
+from flows.release.tuf import ReleaseRepository
 from hub.client import HubClient, HubRequestError
 
 pytest_plugins = ["test_hub_support"]  # fixtures: hub (SQLite and PostgreSQL)

@@ -26,11 +26,15 @@ from tuf.api.exceptions import DownloadHTTPError
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
-from edge_runtime.contract import DeviceStatus, ReleaseManifest, TelemetryBatch
+from edge_runtime.contract import (
+    TARGET_MANIFEST_FIELD,
+    DeviceStatus,
+    ReleaseManifest,
+    TelemetryBatch,
+)
 from edge_runtime.update_policy import VersionBelowFloor, check_version_floor
 from flows.release.canary import Verdict
 from flows.release.run import ReleaseError
-from flows.release.tuf import TARGET_MANIFEST_FIELD
 
 pytest_plugins = ["test_hub_support"]  # fixtures: sqlite_hub
 

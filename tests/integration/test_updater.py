@@ -22,10 +22,11 @@ from updater_support import (
     rig,
 )
 
+from edge_runtime.contract import MODEL_FILE, TARGET_MANIFEST_FIELD
 from edge_runtime.slots import Pointer, Slot
-from edge_runtime.update_policy import MODEL_FILE, Refusal
+from edge_runtime.update_policy import Refusal
 from edge_runtime.updater import Updater, UpdateStatus
-from flows.release.tuf import TARGET_MANIFEST_FIELD, manifest_to_custom
+from flows.release.tuf import manifest_to_custom
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from updater_support import TOKEN, build_models, live_frames, rig
 
+from edge_runtime.contract import MODEL_FILE
 from edge_runtime.detector import Detector
 from edge_runtime.slots import Slot, SlotStore
-from edge_runtime.update_policy import MODEL_FILE, Phase, Refusal
+from edge_runtime.update_policy import Phase, Refusal
 from edge_runtime.updater import Updater
 
 pytestmark = pytest.mark.slow

@@ -27,8 +27,8 @@ from onnx import helper, numpy_helper
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
 
-from edge_runtime.contract import InputSignature, ModelFile, ReleaseManifest
-from edge_runtime.update_policy import MODEL_FILE, DeviceInput, HealthBudget, SmokeBudget
+from edge_runtime.contract import MODEL_FILE, InputSignature, ModelFile, ReleaseManifest
+from edge_runtime.update_policy import DeviceInput, HealthBudget, SmokeBudget
 from edge_runtime.updater import Updater, UpdaterConfig
 from flows.release.tuf import ReleaseRepository
 from sim.stream import stream

@@ -21,7 +21,8 @@ from tuf.api.metadata import Metadata
 from tuf.api.serialization import DeserializationError
 from updater_support import RepoServer, manifest_for, updater_config
 
-from edge_runtime.update_policy import MODEL_FILE, Phase, UpdateRefused
+from edge_runtime.contract import MODEL_FILE
+from edge_runtime.update_policy import Phase, UpdateRefused
 from edge_runtime.updater import Updater
 from flows.release.tuf import ReleaseRepository
 

@@ -3,9 +3,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from edge_runtime.contract import FrameStats
+from edge_runtime.contract import FrameStats, stats_row
 from edge_runtime.detector import Detections, Inference, Letterbox, thumbnail
-from edge_runtime.telemetry import UncertaintyBand, frame_stats, image_stats, stats_row
+from edge_runtime.telemetry import UncertaintyBand, frame_stats, image_stats
 
 NAMES = ("nut", "washer", "bolt")
 WHEN = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
