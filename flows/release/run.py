@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import math
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from edge_runtime.contract import (
     ModelFile,
     ReleaseManifest,
 )
+from flows.checks import GateReport, GateReportError
 from flows.dvc_dataset import dvc_md5
 from flows.reference import REFERENCE_FILE, model_versions
 from flows.release.canary import CanaryVerdict, DeviceReport, Verdict, decide
@@ -63,19 +62,13 @@ class GateDecision:
 
 def read_gate(path: Path) -> GateDecision:
     try:
-        gate = json.loads(path.read_text(encoding="utf-8"))
-        ship, artefact = bool(gate["ship"]), gate.get("artefact")
-        reasons = [str(r) for r in gate.get("reasons", [])]
-        checks = gate.get("checks", [])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ReleaseError(f"cannot read the gate verdict {path}: {exc}") from None
-    if ship and artefact not in CANDIDATE_MODELS:
-        raise ReleaseError(f"{path}: artefact {artefact!r} is not one of "
+        gate = GateReport.read(path)
+    except GateReportError as exc:
+        raise ReleaseError(str(exc)) from None
+    if gate.ship and gate.artefact not in CANDIDATE_MODELS:
+        raise ReleaseError(f"{path}: artefact {gate.artefact!r} is not one of "
                            f"{', '.join(CANDIDATE_MODELS)}")
-    metrics = {str(c["name"]): float(c["value"]) for c in checks
-               if isinstance(c, dict) and isinstance(c.get("value"), int | float)
-               and not isinstance(c.get("value"), bool) and math.isfinite(c["value"])}
-    return GateDecision(ship, artefact, reasons, metrics)
+    return GateDecision(gate.ship, gate.artefact, list(gate.reasons), gate.metrics)
 
 
 def candidate_files(candidate: Path, gate: GateDecision) -> dict[str, Path]:

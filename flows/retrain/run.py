@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flows.checks import GateReport
 from flows.dvc_dataset import QUIET_ENV, dvc_executable, dvc_md5
 
 STAGES = ("prepare", "train", "export", "evaluate", "gate", "profile")  # dvc.yaml order
@@ -137,12 +138,12 @@ def reproduce(repo: Path, on_line: Callable[[str], None],
 
 
 def read_candidate(repo: Path, dataset: DatasetPin) -> Candidate:
-    gate = json.loads((repo / "metrics" / "gate.json").read_text())
+    gate = GateReport.read(repo / "metrics" / "gate.json")
     evaluation = json.loads((repo / "metrics" / "evaluate.json").read_text())
     folder = repo / CANDIDATE
     files = {"weights": folder / "best.pt", "fp32": folder / "model.onnx",
              "int8": folder / "model.int8.onnx", "reference": folder / "reference.parquet"}
-    return Candidate(dataset, bool(gate["ship"]), gate["artefact"], list(gate["reasons"]), gate,
+    return Candidate(dataset, gate.ship, gate.artefact, list(gate.reasons), gate.as_dict(),
                      evaluation, files)
 
 

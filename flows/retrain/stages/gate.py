@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from flows.checks import GateReport
 from flows.retrain.gate import (
     DEFAULT_GATE_PATH,
     FileChecks,
@@ -51,8 +52,8 @@ def main() -> None:
     inputs = gate_inputs(evaluation, json.loads(args.export.read_text()))
     verdict = decide(inputs, config)
     files = {name: model.get("file") for name, model in evaluation["models"].items()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({**verdict.as_dict(), "files": files}, indent=2) + "\n")
+    GateReport(verdict.ship, verdict.artefact.value if verdict.artefact else None,
+               tuple(verdict.reasons), verdict.checks, files).write(args.out)
     for check in verdict.checks:
         print(f"  [{'pass' if check.passed else 'FAIL'}] {check.detail}", flush=True)
     shipped = verdict.artefact.value if verdict.ship and verdict.artefact else None

@@ -4,12 +4,12 @@ device's exact pipeline (`edge replay`) over the validation images, one FrameSta
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from edge_runtime.detector import Detector
 from edge_runtime.replay import replay_rows, write_parquet
 from edge_runtime.sources import open_source
+from flows.checks import GateReport
 from flows.retrain.stages.params import stage_params
 
 KEYS = {"imgsz"}
@@ -23,9 +23,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="Parquet file to write")
     args = parser.parse_args()
     p = stage_params(args.params, "profile", KEYS)
-    gate = json.loads(args.gate.read_text())
-    artefact = gate["artefact"] or "fp32"  # a refused candidate is profiled as fp32 all the same
-    model = Path(gate["files"][artefact])
+    gate = GateReport.read(args.gate)
+    artefact = gate.artefact or "fp32"  # a refused candidate is profiled as fp32 all the same
+    file = gate.files.get(artefact)
+    if file is None:
+        raise SystemExit(f"{args.gate}: no {artefact} file in the gate's files")
+    model = Path(file)
     detector = Detector(model, imgsz=p["imgsz"])
     rows = replay_rows(detector, open_source(str(args.images)), device_id="reference")
     write_parquet(rows, args.out)
