@@ -1,0 +1,63 @@
+"""Every stage of `dvc.yaml` lists all of edgeloop's code it runs: the module of its command and
+every module that one imports, however deeply (lazy imports too), so a change to any of them
+makes `dvc repro` run the stage again."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+PACKAGES = ("edge_runtime", "hub", "flows", "sim", "configs")
+
+
+def module_file(module: str) -> Path | None:
+    base = ROOT / Path(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def first_party_imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {n for n in names if n.split(".")[0] in PACKAGES}
+
+
+def code_run_by(module: str) -> set[str]:
+    """The files of `module` and everything it imports, package `__init__`s left out."""
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        path = module_file(todo.pop())
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        todo.extend(first_party_imports(path))
+    return {str(p.relative_to(ROOT)) for p in seen if p.name != "__init__.py"}
+
+
+def test_every_stage_lists_all_the_code_it_runs():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    missing = {}
+    for name, stage in stages.items():
+        module = re.search(r"python -m ([\w.]+)", stage["cmd"])
+        assert module is not None, f"stage {name} does not run a python module"
+        absent = code_run_by(module.group(1)) - set(stage["deps"])
+        if absent:
+            missing[name] = sorted(absent)
+    assert missing == {}
+
+
+def test_the_closure_follows_lazy_imports():
+    # train.py imports ultralytics_yolo inside main(): it must be found.
+    assert "flows/retrain/ultralytics_yolo.py" in code_run_by("flows.retrain.stages.train")
