@@ -23,7 +23,6 @@ from hub.api_device import (
     refusals,
     require_media_type,
 )
-from hub.app import hub_of
 from hub.blobs import blob_chunks
 from hub.db import BIGINT_MAX
 from hub.errors import Invalid
@@ -38,6 +37,7 @@ from hub.models import (
     ReleaseRecord,
     StoredSample,
 )
+from hub.state import hub_of
 
 
 def require_admin(request: Request) -> None:

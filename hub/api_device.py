@@ -26,13 +26,13 @@ from edge_runtime.contract import (
     DeviceStatus,
 )
 from hub import registry, releases, samples, telemetry, tuf_store
-from hub.app import Hub, hub_of
 from hub.auth import bearer_token
 from hub.blobs import blob_chunks
 from hub.errors import Invalid, UnsupportedMediaType, invalid
 from hub.limits import decode_body
 from hub.models import HeartbeatTaken, SampleStored, TelemetryStored
 from hub.registry import DeviceIdentity
+from hub.state import Hub, hub_of
 
 router = APIRouter(tags=["device"])
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # the contract's Name, for path parameters

@@ -46,7 +46,7 @@ def serve(**flags: Any) -> None:
     """Run the hub (several processes may share a database and blob storage)."""
     settings = load_settings(os.environ, **flags)
     settings.require_admin_token()
-    from hub.app import serve as run_server  # FastAPI and SQLAlchemy load only here
+    from hub.serve import serve as run_server  # FastAPI and SQLAlchemy load only here
 
     run_server(settings)
 

@@ -37,7 +37,7 @@ from test_hub_support import (
 
 from edge_runtime.spool import Spool
 from edge_runtime.uplink import Uplink, UplinkConfig
-from hub.app import unavailable_reason
+from hub.http import unavailable_reason
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["test_hub_support"]  # fixture: pg_url

@@ -25,7 +25,8 @@ from schemathesis.core.result import Err
 from test_hub_support import ADMIN_TOKEN, hub_settings
 
 from hub import registry
-from hub.app import Hub, create_app
+from hub.app import create_app
+from hub.state import Hub
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["test_hub_support"]  # fixtures: db_url (SQLite and PostgreSQL)

@@ -1,0 +1,39 @@
+"""What every request handler needs, built once from the settings: the database, the blob store
+and the admin gate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from hub.auth import AdminGate
+from hub.blobs import BlobStore
+from hub.db import Database
+from hub.settings import HubSettings
+
+
+@dataclass(frozen=True)
+class Hub:
+    """What every request handler needs, built once from the settings."""
+
+    settings: HubSettings
+    db: Database
+    blobs: BlobStore
+    admin: AdminGate
+
+    @classmethod
+    def open(cls, settings: HubSettings) -> Hub:
+        admin = AdminGate(settings.require_admin_token())
+        db = Database(settings.db_url, settings.db_busy_timeout_s)
+        try:
+            db.create_schema()
+            blobs = BlobStore(settings.blobs_url)
+        except BaseException:
+            db.dispose()
+            raise
+        return cls(settings, db, blobs, admin)
+
+
+def hub_of(request: Request) -> Hub:
+    return request.app.state.hub  # type: ignore[no-any-return]
