@@ -4,7 +4,7 @@ Capture runs on its own thread ahead of inference, and the monitor (telemetry, s
 decision, hand-off to the spool) on another a frame or two behind it, overlapping the next
 frame's inference; the spool writer and the uplink have their own threads too, so the inference
 thread only prepares frames and runs the model. With model updates on
-(`edge_runtime.update_loop`), the model is swapped between two frames.
+(`edge_runtime.update.loop`), the model is swapped between two frames.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Step:
 
 
 class ModelUpdates(Protocol):
-    """Model updates beside the agent (`edge_runtime.update_loop.UpdateLoop`)."""
+    """Model updates beside the agent (`edge_runtime.update.loop.UpdateLoop`)."""
 
     def after_frame(self, image: np.ndarray, inference: Inference) -> Detector | None:
         """Called between frames; a Detector returned serves from the next frame on."""

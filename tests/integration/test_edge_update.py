@@ -17,8 +17,8 @@ from test_hub_support import RunningHub
 from updater_support import live_frames, manifest_for, model_variant, scaled_model, updater_config
 
 from edge_runtime.contract import MODEL_FILE, DeviceStatus, ReleaseManifest
-from edge_runtime.update_policy import HealthBudget, Phase
-from edge_runtime.updater import Updater
+from edge_runtime.update.policy import HealthBudget, Phase
+from edge_runtime.update.updater import Updater
 from flows.release.tuf import ReleaseRepository
 
 pytest_plugins = ["test_hub_support"]  # fixtures: sqlite_hub

@@ -32,7 +32,7 @@ from edge_runtime.contract import (
     ReleaseManifest,
     TelemetryBatch,
 )
-from edge_runtime.update_policy import VersionBelowFloor, check_version_floor
+from edge_runtime.update.policy import VersionBelowFloor, check_version_floor
 from flows.release.canary import Verdict
 from flows.release.run import ReleaseError
 

@@ -16,9 +16,9 @@ from updater_support import TOKEN, build_models, live_frames, rig
 
 from edge_runtime.contract import MODEL_FILE
 from edge_runtime.detector import Detector
-from edge_runtime.slots import Slot, SlotStore
-from edge_runtime.update_policy import Phase, Refusal
-from edge_runtime.updater import Updater
+from edge_runtime.update.policy import Phase, Refusal
+from edge_runtime.update.slots import Slot, SlotStore
+from edge_runtime.update.updater import Updater
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ from tuf.api.serialization import DeserializationError
 from updater_support import RepoServer, manifest_for, updater_config
 
 from edge_runtime.contract import MODEL_FILE
-from edge_runtime.update_policy import Phase, UpdateRefused
-from edge_runtime.updater import Updater
+from edge_runtime.update.policy import Phase, UpdateRefused
+from edge_runtime.update.updater import Updater
 from flows.release.tuf import ReleaseRepository
 
 pytestmark = pytest.mark.slow

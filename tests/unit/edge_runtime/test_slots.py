@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.slots import (
+from edge_runtime.update.slots import (
     FileDigest,
     Slot,
     SlotContent,

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from edge_runtime.contract import DeviceStatus
-from edge_runtime.update_loop import (
+from edge_runtime.update.loop import (
     UpdateLoop,
     UpdateLoopConfig,
     UpdateLoopError,
     update_report,
 )
-from edge_runtime.update_policy import (
+from edge_runtime.update.policy import (
     Event,
     Health,
     HealthBudget,
@@ -32,7 +32,7 @@ from edge_runtime.update_policy import (
     judge_health,
     next_phase,
 )
-from edge_runtime.updater import Staged, UpdateStatus
+from edge_runtime.update.updater import Staged, UpdateStatus
 
 WHEN = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 KEEP = 3  # frames the loop keeps for the smoke test

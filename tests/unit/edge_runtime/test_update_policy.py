@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from edge_runtime.contract import InputSignature, ModelFile, ReleaseManifest
-from edge_runtime.update_policy import (
+from edge_runtime.update.policy import (
     MODEL_FILE,
     DeviceInput,
     Event,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_runtime.contract import InputSignature, Lineage, ModelFile, ReleaseManifest
-from edge_runtime.update_policy import VersionBelowFloor, check_version_floor
+from edge_runtime.update.policy import VersionBelowFloor, check_version_floor
 from flows.release.run import (
     RESTORES,
     ROLLBACK_OF,

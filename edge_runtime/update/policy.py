@@ -2,7 +2,7 @@
 
 What a release must satisfy before it may run here (version floor, input signature, the signed
 file list), whether a staged model passed its smoke test, whether a live model is healthy, and
-which phase of an update follows which. `edge_runtime.updater` does the I/O around them.
+which phase of an update follows which. `edge_runtime.update.updater` does the I/O around them.
 """
 
 from __future__ import annotations

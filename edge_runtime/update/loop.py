@@ -20,7 +20,7 @@ import numpy as np
 
 from edge_runtime.contract import UpdateReport
 from edge_runtime.detector import Detector, Inference
-from edge_runtime.update_policy import (
+from edge_runtime.update.policy import (
     DeviceInput,
     Health,
     Phase,
@@ -28,14 +28,8 @@ from edge_runtime.update_policy import (
     UpdateRefused,
     detection_rate,
 )
-from edge_runtime.updater import (
-    Staged,
-    Updater,
-    UpdaterConfig,
-    UpdateStatus,
-    live_frame_of,
-    run_frame,
-)
+from edge_runtime.update.smoke import live_frame_of, run_frame
+from edge_runtime.update.updater import Staged, Updater, UpdaterConfig, UpdateStatus
 
 log = logging.getLogger(__name__)
 

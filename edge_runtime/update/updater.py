@@ -1,23 +1,23 @@
 """The device's model updater: fetch a release through TUF, check it, stage, swap, judge, undo.
 
-The decisions live in `edge_runtime.update_policy` and the slot files in `edge_runtime.slots`;
-this module does the network (TUF over the hub with the device token), runs models and moves
+The decisions live in `edge_runtime.update.policy` and the slot files in
+`edge_runtime.update.slots`; the fetcher, the model cache and the smoke test in their own modules.
+This module does the network (TUF over the hub with the device token), runs models and moves
 files. Inference keeps serving the current model until `activate()` hands over a new Detector.
 
-State under `UpdaterConfig.state_dir`: the slots (see `edge_runtime.slots`), `tuf/` (the trusted
-root provisioned at install and TUF's verified metadata: keep it on persistent storage, it is
-the rollback protection), `download/` (scratch, emptied on every start) and `ort-cache/<sha256>/`
-(ONNX Runtime's optimised copy of a model, keyed by the hash of the model it came from).
+State under `UpdaterConfig.state_dir`: the slots (see `edge_runtime.update.slots`), `tuf/` (the
+trusted root provisioned at install and TUF's verified metadata: keep it on persistent storage,
+it is the rollback protection), `download/` (scratch, emptied on every start) and
+`ort-cache/<sha256>/` (ONNX Runtime's optimised copy of a model, keyed by the hash of the model
+it came from).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -25,11 +25,9 @@ from typing import Any
 
 import httpx
 import numpy as np
-import onnxruntime as ort
 from pydantic import ValidationError
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, Targets
-from tuf.ngclient import FetcherInterface
 from tuf.ngclient import Updater as TufUpdater
 
 from edge_runtime.contract import (
@@ -39,19 +37,10 @@ from edge_runtime.contract import (
     TUF_TARGETS_PATH,
     ReleaseManifest,
 )
-from edge_runtime.detector import Detector, InputSizeError, ModelLoadError, decode
-from edge_runtime.slots import (
-    FileDigest,
-    Pointer,
-    Recovery,
-    Slot,
-    SlotContent,
-    SlotStore,
-    fsync_dir,
-    sha256_file,
-    write_atomic,
-)
-from edge_runtime.update_policy import (
+from edge_runtime.detector import Detector
+from edge_runtime.update.cache import open_detector, prune_cache
+from edge_runtime.update.fetch import FETCH_CHUNK, TokenFetcher, refusal_of
+from edge_runtime.update.policy import (
     MODEL_FILE,
     DeviceInput,
     Event,
@@ -65,7 +54,6 @@ from edge_runtime.update_policy import (
     ReleaseUnavailable,
     SignedFile,
     SmokeBudget,
-    SmokeRun,
     UpdateRefused,
     VerificationFailed,
     check_release,
@@ -75,13 +63,23 @@ from edge_runtime.update_policy import (
     judge_smoke,
     next_phase,
 )
+from edge_runtime.update.slots import (
+    FileDigest,
+    Pointer,
+    Recovery,
+    Slot,
+    SlotContent,
+    SlotStore,
+    sha256_file,
+    write_atomic,
+)
+from edge_runtime.update.smoke import run_frame, smoke_test
 
 log = logging.getLogger(__name__)
 
 METADATA_PATH = TUF_METADATA_PATH + "/"
 TARGETS_PATH = TUF_TARGETS_PATH + "/"
 TRUSTED_ROOT = "trusted_root.json"
-FETCH_CHUNK = 64 * 1024
 # Refusals that belong to the model itself: the same release is not tried again.
 _BLOCKING = frozenset({Refusal.SMOKE_TEST, Refusal.HEALTH_CHECK, Refusal.INPUT_MISMATCH})
 
@@ -138,158 +136,6 @@ class Staged:
 
     manifest: ReleaseManifest
     slot: Slot
-
-
-# -- HTTP through TUF -------------------------------------------------------------------------
-
-
-class TokenFetcher(FetcherInterface):
-    """TUF's downloads over httpx with the device's bearer token, streamed in chunks."""
-
-    def __init__(self, client: httpx.Client,
-                 on_chunk: Callable[[str, int], None] | None = None) -> None:
-        self._client = client
-        self._on_chunk = on_chunk
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        try:
-            response = self._client.send(self._client.build_request("GET", url), stream=True)
-        except httpx.HTTPError as error:
-            raise tuf_errors.DownloadError(f"{url}: {type(error).__name__}: {error}") from error
-        if response.status_code != 200:
-            response.close()
-            raise tuf_errors.DownloadHTTPError(f"{url}: HTTP {response.status_code}",
-                                               response.status_code)
-        return self._chunks(url, response)
-
-    def _chunks(self, url: str, response: httpx.Response) -> Iterator[bytes]:
-        received = 0
-        try:
-            for chunk in response.iter_bytes(FETCH_CHUNK):
-                received += len(chunk)
-                yield chunk
-                if self._on_chunk is not None:
-                    self._on_chunk(url, received)
-        except httpx.HTTPError as error:
-            raise tuf_errors.DownloadError(f"{url}: {type(error).__name__}: {error}") from error
-        finally:
-            response.close()
-
-
-def refusal_of(error: Exception, what: str) -> UpdateRefused:
-    """A TUF or download error as the refusal the heartbeat reports."""
-    kinds: tuple[tuple[type[Exception], Refusal], ...] = (
-        (tuf_errors.DownloadLengthMismatchError, Refusal.TOO_LARGE),
-        (tuf_errors.LengthOrHashMismatchError, Refusal.HASH),
-        (tuf_errors.ExpiredMetadataError, Refusal.EXPIRED),
-        (tuf_errors.BadVersionNumberError, Refusal.METADATA_ROLLBACK),
-        (tuf_errors.UnsignedMetadataError, Refusal.SIGNATURE),
-        (tuf_errors.RepositoryError, Refusal.REPOSITORY),
-    )
-    detail = f"{what}: {type(error).__name__}: {error}"
-    for kind, refusal in kinds:
-        if isinstance(error, kind):
-            return VerificationFailed(detail, refusal)
-    if isinstance(error, tuf_errors.DownloadHTTPError) and error.status_code == 404:
-        return ReleaseUnavailable(detail, Refusal.MISSING_FILE)
-    return ReleaseUnavailable(detail)
-
-
-# -- ONNX Runtime's optimised-model cache -----------------------------------------------------
-
-
-def optimized_model(model: Path, sha256: str, cache_root: Path) -> Path:
-    """ONNX Runtime's optimised copy of `model`, made once, under a folder named by its hash.
-
-    The key is the hash of the source model, never its path: a slot that receives a new model
-    can never be served a stale optimised file. Basic (provider-independent) optimisations only;
-    the session applies the rest when it loads.
-    """
-    final = cache_root / sha256
-    if (final / MODEL_FILE).is_file():
-        return final / MODEL_FILE
-    cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = cache_root / f".{sha256}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(tmp / MODEL_FILE)
-    ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-    with (tmp / MODEL_FILE).open("rb") as f:
-        os.fsync(f.fileno())
-    try:
-        os.rename(tmp, final)
-    except OSError:  # another process made it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    fsync_dir(cache_root)
-    return final / MODEL_FILE
-
-
-def prune_cache(cache_root: Path, keep: Iterable[str]) -> None:
-    """Drop optimised models of files no slot holds, and interrupted ones."""
-    if not cache_root.is_dir():
-        return
-    kept = set(keep)
-    for entry in cache_root.iterdir():
-        if entry.name not in kept:
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def open_detector(model: Path, sha256: str, cache_root: Path, *, threads: int = 0) -> Detector:
-    """A Detector on the cached optimised copy, reporting the source model's path and version."""
-    detector = Detector(optimized_model(model, sha256, cache_root), threads=threads)
-    meta = detector.session.get_modelmeta().custom_metadata_map
-    detector.info = replace(detector.info, path=model,
-                            version=meta.get("edgeloop_version") or sha256[:12])
-    return detector
-
-
-# -- running a model on frames ----------------------------------------------------------------
-
-
-def run_frame(detector: Detector, image: np.ndarray) -> LiveFrame:
-    """One frame through the network, timed, with its raw outputs checked for NaN."""
-    try:
-        prepared = detector.prepare(image)
-        feed = {detector.session.get_inputs()[0].name: prepared.tensor}
-        t0 = time.perf_counter()
-        outputs = detector.session.run(None, feed)
-        latency = (time.perf_counter() - t0) * 1000
-        finite = all(bool(np.isfinite(np.asarray(o)).all()) for o in outputs)
-        found = len(decode(outputs[0], prepared.letterbox, detector.conf, detector.iou,
-                           detector.max_det)) if finite else 0
-    except Exception as error:  # a model that fails on a frame is what the checks look for
-        return LiveFrame(0, 0.0, error=f"{type(error).__name__}: {error}"[:200])
-    return LiveFrame(found, latency, finite)
-
-
-def smoke_test(model: Path, sha256: str, frames: Sequence[np.ndarray], budget: SmokeBudget,
-               cache_root: Path, *, threads: int = 0) -> SmokeRun:
-    """Load the staged model and run it on a few cached frames (judged by judge_smoke)."""
-    try:
-        detector = open_detector(model, sha256, cache_root, threads=threads)
-    except (ModelLoadError, InputSizeError) as error:
-        return SmokeRun(load_error=str(error))
-    except Exception as error:  # ORT raises untyped errors for graphs it cannot optimise
-        return SmokeRun(load_error=f"{type(error).__name__}: {str(error).splitlines()[0]}")
-    runs = [run_frame(detector, image) for image in frames[:budget.frames]]
-    return SmokeRun(
-        classes=detector.info.names,
-        imgsz=detector.info.imgsz[0],
-        latencies_ms=tuple(r.latency_ms for r in runs if r.error is None),
-        nonfinite_frames=sum(not r.finite for r in runs if r.error is None),
-        run_errors=tuple(r.error for r in runs if r.error is not None),
-    )
-
-
-def live_frame_of(detections: int, infer_ms: float, boxes: np.ndarray,
-                  embedding: np.ndarray | None = None) -> LiveFrame:
-    """What the agent hands the health check from its own Inference of a frame."""
-    finite = bool(np.isfinite(boxes).all()) and (embedding is None
-                                                 or bool(np.isfinite(embedding).all()))
-    return LiveFrame(detections, infer_ms, finite)
 
 
 # -- the updater ------------------------------------------------------------------------------
