@@ -10,9 +10,7 @@ from typing import Any
 import click
 
 from flows.deploy import (
-    DATASET_EVENT,
     DEFAULT_POOL,
-    FLEET_EVENT,
     DeployError,
     DeployPlan,
     DeployPlanError,
@@ -20,6 +18,7 @@ from flows.deploy import (
     deployment_plan,
     parse_interval,
 )
+from flows.events import DATASET_EVENT, FLEET_EVENT
 from flows.offline import use_offline_environment
 
 

@@ -12,14 +12,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from flows.deploy import (
-    DATASET_EVENT,
-    FLEET_EVENT,
-    apply_plan,
-    dataset_resource,
-    deployment_plan,
-)
+from flows.deploy import apply_plan, deployment_plan
 from flows.deploy_cli import deploy
+from flows.events import DATASET_EVENT, FLEET_EVENT, dataset_resource
 
 ROOT = Path(__file__).resolve().parents[2]
 

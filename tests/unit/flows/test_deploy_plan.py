@@ -7,14 +7,12 @@ from pathlib import Path
 import pytest
 
 from flows.deploy import (
-    DATASET_EVENT,
-    FLEET_EVENT,
     DeployPlanError,
     Intervals,
-    dataset_resource,
     deployment_plan,
     parse_interval,
 )
+from flows.events import DATASET_EVENT, FLEET_EVENT, dataset_resource
 
 ENTRYPOINT_FILES = ("flows/drift/flow.py", "flows/labelling/flow.py", "flows/chain.py",
                     "flows/release/flow.py")
