@@ -172,10 +172,10 @@ def _check_intervals(intervals: Intervals) -> None:
         if seconds < 1:
             raise DeployPlanError(f"the {name.replace('_', '-')} interval must be at least 1 s, "
                                   f"got {seconds}")
-    from flows.release.settings import DEFAULT_RELEASE_CONFIG, load_release_config
+    from flows.release.settings import load_release_config
 
     # Same rule as release_flow.check_refresh_interval, without importing Prefect.
-    expiry = load_release_config(DEFAULT_RELEASE_CONFIG).tuf_expiry.timestamp.total_seconds()
+    expiry = load_release_config(project=Path.cwd()).tuf_expiry.timestamp.total_seconds()
     if intervals.release_refresh >= expiry:
         raise DeployPlanError(
             f"the release-refresh interval ({describe_interval(intervals.release_refresh)}) "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -42,9 +43,12 @@ def hub() -> None:
               help="Hub processes sharing the port (or EDGELOOP_HUB_WORKERS; default 1). Python "
                    "ingests on about one core per process: give one per spare core, with "
                    "PostgreSQL (on SQLite, one writer at a time: more processes only queue).")
-def serve(**flags: Any) -> None:
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A YAML file of hub settings over the packaged defaults, the project's "
+                   "configs/hub.yaml and edgeloop.yaml (hub:); the environment and flags win.")
+def serve(config: Path | None, **flags: Any) -> None:
     """Run the hub (several processes may share a database and blob storage)."""
-    settings = load_settings(os.environ, **flags)
+    settings = load_settings(os.environ, project=Path.cwd(), config=config, **flags)
     settings.require_admin_token()
     from hub.serve import serve as run_server  # FastAPI and SQLAlchemy load only here
 
@@ -59,7 +63,8 @@ def device() -> None:
 def _client(hub_url: str | None, admin_token: str | None) -> Any:
     from hub.client import HubClient
 
-    settings: HubSettings = load_settings(os.environ, hub_url=hub_url, admin_token=admin_token)
+    settings: HubSettings = load_settings(os.environ, project=Path.cwd(), hub_url=hub_url,
+                                          admin_token=admin_token)
     return HubClient(settings.hub_url, admin_token=settings.require_admin_token())
 
 

@@ -1,16 +1,20 @@
-"""The hub's settings, read once (defaults < environment `EDGELOOP_*` < flags) and passed down."""
+"""The hub's settings, read once through the layered loader (`configs.loader`) and passed down."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
+
+from configs.loader import SettingsError as LoaderError
+from configs.loader import build, layered
 
 MIB = 1024 * 1024
 MIN_ADMIN_TOKEN_CHARS = 16  # a guessable admin token would hand out the whole fleet
 
 
-class SettingsError(ValueError):
+class SettingsError(LoaderError):
     """A setting has a value the hub cannot run with."""
 
 
@@ -66,43 +70,28 @@ class HubSettings:
         return self.admin_token
 
 
-# environment variable -> (setting, parser)
-ENVIRONMENT: dict[str, tuple[str, Any]] = {
-    "EDGELOOP_HUB_HOST": ("host", str),
-    "EDGELOOP_HUB_PORT": ("port", int),
-    "EDGELOOP_HUB_DB": ("db_url", str),
-    "EDGELOOP_HUB_BLOBS": ("blobs_url", str),
-    "EDGELOOP_ADMIN_TOKEN": ("admin_token", str),
-    "EDGELOOP_HUB_URL": ("hub_url", str),
-    "EDGELOOP_HUB_ACCESS_LOG": ("access_log", lambda v: _flag("EDGELOOP_HUB_ACCESS_LOG", v)),
-    "EDGELOOP_HUB_DB_BUSY_TIMEOUT_S": ("db_busy_timeout_s", float),
-    "EDGELOOP_HUB_WORKERS": ("workers", int),
+# environment variable -> setting (parsed to the setting's type by the loader)
+ENVIRONMENT: dict[str, str] = {
+    "EDGELOOP_HUB_HOST": "host",
+    "EDGELOOP_HUB_PORT": "port",
+    "EDGELOOP_HUB_DB": "db_url",
+    "EDGELOOP_HUB_BLOBS": "blobs_url",
+    "EDGELOOP_ADMIN_TOKEN": "admin_token",
+    "EDGELOOP_HUB_URL": "hub_url",
+    "EDGELOOP_HUB_ACCESS_LOG": "access_log",
+    "EDGELOOP_HUB_DB_BUSY_TIMEOUT_S": "db_busy_timeout_s",
+    "EDGELOOP_HUB_WORKERS": "workers",
 }
 
 
-def _flag(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise SettingsError(f"{name}={value!r} is not a boolean (1/0, true/false)")
-
-
-def load_settings(environ: Mapping[str, str], **flags: Any) -> HubSettings:
-    """Defaults, overridden by the environment, overridden by flags that were given (not None)."""
-    values: dict[str, Any] = {}
-    for variable, (name, parse) in ENVIRONMENT.items():
-        raw = environ.get(variable)
-        if raw is None or raw == "":
-            continue
-        try:
-            values[name] = parse(raw)
-        except ValueError as exc:
-            raise SettingsError(f"{variable}={raw!r}: {exc}") from exc
+def load_settings(environ: Mapping[str, str], *, project: Path | None = None,
+                  config: Path | None = None, **flags: Any) -> HubSettings:
+    """Defaults < packaged `hub.yaml` < the project's `configs/hub.yaml` and `edgeloop.yaml`
+    (`hub:`) < `config` < the environment < flags that were given (not None)."""
     known = {f.name for f in fields(HubSettings)}
     unknown = set(flags) - known
     if unknown:
         raise SettingsError(f"unknown hub settings: {sorted(unknown)}")
-    values.update({k: v for k, v in flags.items() if v is not None})
-    return replace(HubSettings(), **values)
+    merged = layered("hub", project=project, config=config, environ=environ, env=ENVIRONMENT,
+                     flags=flags, error=SettingsError)
+    return build(HubSettings, merged, error=SettingsError)

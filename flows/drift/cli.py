@@ -43,7 +43,8 @@ def read_telemetry(path: Path, which: str) -> pd.DataFrame:
 @click.option("--current", "current_path", required=True, type=PARQUET,
               help="The live window to check (Parquet telemetry).")
 @click.option("--config", "config_path", type=PARQUET, default=None,
-              help="Drift config (default configs/drift.yaml).")
+              help="Drift settings over the packaged defaults, the project's configs/drift.yaml "
+                   "and edgeloop.yaml (drift:).")
 @click.option("--report", "report_path", type=PARQUET, default=None,
               help="Also write Evidently's HTML report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
@@ -52,7 +53,7 @@ def read_telemetry(path: Path, which: str) -> pd.DataFrame:
 def drift(reference_path: Path, current_path: Path, config_path: Path | None,
           report_path: Path | None, as_json: bool, var: Path) -> None:
     """Compare a window of telemetry with a reference profile (Evidently)."""
-    config = load_drift_config(config_path)
+    config = load_drift_config(config_path, project=Path.cwd())
     reference = read_telemetry(reference_path, "reference")
     current = read_telemetry(current_path, "current")
     check_tables(reference, current, config)  # bad input fails before Evidently's slow import

@@ -15,17 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from configs import default_path
+from configs.loader import SettingsError, layered
 
 DEFAULT_CONFIG_PATH = default_path("drift.yaml")
 
 
-class DriftConfigError(ValueError):
+class DriftConfigError(SettingsError):
     """The drift config is unreadable or a key holds a bad value; `key` names it."""
 
-    def __init__(self, key: str, problem: str, source: Path | None = None) -> None:
+    def __init__(self, key: str, problem: str | None = None,
+                 source: Path | str | None = None) -> None:
+        if problem is None:  # one message, from the layered loader (reading a file)
+            key, problem = "", key
         where = ": ".join(str(p) for p in (source, key) if p)
         super().__init__(f"{where}: {problem}" if where else problem)
         self.key = key
@@ -268,18 +270,15 @@ def parse_drift_config(data: object) -> DriftConfig:
     )
 
 
-def load_drift_config(path: Path | None = None) -> DriftConfig:
-    """Read and check a drift config file (default `configs/drift.yaml`)."""
-    path = path or DEFAULT_CONFIG_PATH
+def load_drift_config(path: Path | None = None, *, project: Path | None = None) -> DriftConfig:
+    """The drift config: packaged `drift.yaml` < the project's `configs/drift.yaml` and
+    `edgeloop.yaml` (`drift:`) < the file `path` (`--config`); the error names the file a bad
+    value came from."""
+    merged = layered("drift", project=project, config=path, error=DriftConfigError)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise DriftConfigError("", f"cannot read drift config: {error.strerror}", path
-                               ) from error
-    except yaml.YAMLError as error:
-        problem = str(error).replace("\n", " ")
-        raise DriftConfigError("", f"not valid YAML: {problem}", path) from error
-    try:
-        return parse_drift_config(data)
+        return parse_drift_config(merged.data)
     except DriftConfigError as error:
-        raise DriftConfigError(error.key, error.problem, path) from None
+        top = error.key.split(".")[0].split("[")[0]
+        raise DriftConfigError(error.key, error.problem, merged.source_of(top if top == "columns"
+                                                                          else error.key)
+                               ) from None

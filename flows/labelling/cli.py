@@ -1,5 +1,6 @@
 """`edgeloop flows request-labels | collect-labels | labelstudio-webhook`: thin commands over the
-labelling flows. Settings: configs/labelling.yaml < EDGELOOP_* environment < these flags."""
+labelling flows. Settings: packaged defaults < the project's configs/labelling.yaml
+and edgeloop.yaml < --config < EDGELOOP_* environment < these flags."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import click
 
 from flows.offline import use_offline_environment
 
-CONFIG = click.option("--config", "config", default="configs/labelling.yaml", show_default=True,
-                      type=click.Path(dir_okay=False),
-                      help="Labelling settings (fleet, classes, budget, Label Studio, DVC).")
+CONFIG = click.option("--config", "config", default=None, type=click.Path(dir_okay=False),
+                      help="Labelling settings (fleet, classes, budget, Label Studio, DVC) over "
+                           "the packaged defaults, the project's configs/labelling.yaml and "
+                           "edgeloop.yaml (labelling:).")
 FLEET = click.option("--fleet", default=None,
                      help="Fleet (one Label Studio project each; default: the config's).")
 LS_URL = click.option("--ls-url", default=None,
@@ -47,14 +49,15 @@ def _report(result: dict[str, Any], as_json: bool, line: str) -> None:
     click.echo(json.dumps(result, default=str) if as_json else line)
 
 
-def _checked(config: str, overrides: dict[str, Any], *, hub: bool = False,
+def _checked(config: str | None, overrides: dict[str, Any], *, hub: bool = False,
              repo: str | None = None) -> None:
     """Settings and servers checked before a flow starts, so the common mistakes (no token, a
     server that is not there) are one line, not a failed flow run's log."""
     from flows.labelling.labelstudio_client import LabelStudioClient
     from flows.labelling.settings import load_labelling_settings
 
-    settings = load_labelling_settings(Path(config), os.environ, **overrides)
+    settings = load_labelling_settings(Path(config) if config else None, os.environ,
+                                       project=Path.cwd(), **overrides)
     if repo is not None:
         from flows.dvc_dataset import check_repository
 
@@ -92,8 +95,9 @@ def _flows(var: str) -> Any:
 @LEDGER
 @VAR
 @AS_JSON
-def request_labels(config: str, fleet: str | None, budget: int | None, since: datetime | None,
-                   hub_url: str | None, admin_token: str | None, ls_url: str | None,
+def request_labels(config: str | None, fleet: str | None, budget: int | None,
+                   since: datetime | None, hub_url: str | None, admin_token: str | None,
+                   ls_url: str | None,
                    ls_token: str | None, files_root: str | None, ledger: str | None, var: str,
                    as_json: bool) -> None:
     """Send the hub's most uncertain unsent frames to Label Studio, pre-annotated with the
@@ -135,7 +139,7 @@ def _collect_line(result: dict[str, Any]) -> str:
               help="Keep polling: collect every SECONDS until interrupted.")
 @VAR
 @AS_JSON
-def collect_labels(repo: str, config: str, fleet: str | None, ls_url: str | None,
+def collect_labels(repo: str, config: str | None, fleet: str | None, ls_url: str | None,
                    ls_token: str | None, ledger: str | None, no_push: bool, every: float | None,
                    var: str, as_json: bool) -> None:
     """Turn finished Label Studio annotations into a new dataset increment under
@@ -173,7 +177,7 @@ def collect_labels(repo: str, config: str, fleet: str | None, ls_url: str | None
 @NO_PUSH
 @VAR
 def labelstudio_webhook(host: str, port: int, public_url: str | None, secret: str | None,
-                        quiet_s: float | None, repo: str, config: str, fleet: str | None,
+                        quiet_s: float | None, repo: str, config: str | None, fleet: str | None,
                         ls_url: str | None,
                         ls_token: str | None, ledger: str | None, no_push: bool,
                         var: str) -> None:
@@ -191,7 +195,8 @@ def labelstudio_webhook(host: str, port: int, public_url: str | None, secret: st
     overrides = _overrides(fleet=fleet, labelstudio__url=ls_url, labelstudio__token=ls_token,
                            ledger=ledger, collection__push=False if no_push else None,
                            collection__quiet_s=quiet_s)
-    settings = load_labelling_settings(Path(config), os.environ, **overrides)
+    settings = load_labelling_settings(Path(config) if config else None, os.environ,
+                                       project=Path.cwd(), **overrides)
     _checked(config, overrides, repo=repo)
     secret = secret or secrets.token_urlsafe(24)
     flows = _flows(var)

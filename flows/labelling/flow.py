@@ -26,11 +26,11 @@ from hub.client import HubClient
 
 def _settings(config: str | None, overrides: dict[str, Any] | None) -> LabellingSettings:
     return load_labelling_settings(Path(config) if config else None, os.environ,
-                                   **(overrides or {}))
+                                   project=Path.cwd(), **(overrides or {}))
 
 
 @flow(name="request-labels")
-def request_labels(config: str | None = "configs/labelling.yaml",
+def request_labels(config: str | None = None,
                    overrides: dict[str, Any] | None = None,
                    since: datetime | None = None) -> dict[str, Any]:
     """Send the round's most informative unsent hub frames to Label Studio, pre-annotated.
@@ -47,7 +47,7 @@ def request_labels(config: str | None = "configs/labelling.yaml",
 
 
 @flow(name="collect-labels")
-def collect_labels(repo: str = ".", config: str | None = "configs/labelling.yaml",
+def collect_labels(repo: str = ".", config: str | None = None,
                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Collect finished annotations into a new dataset increment in `repo` (git + DVC):
     dvc add, git commit, dvc push. Returns the dataset version (None when nothing is new)."""

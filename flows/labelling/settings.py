@@ -1,27 +1,25 @@
-"""Labelling settings, read once (defaults < `configs/labelling.yaml` < environment `EDGELOOP_*`
-< flags), and the Label Studio labelling config generated from the model's class names.
+"""Labelling settings, read once through the layered loader (`configs.loader`), and the Label
+Studio labelling config generated from the model's class names.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-import yaml
-
+from configs.loader import SettingsError, build, layered
 from flows.labelling.yolo_labels import CONTROL_NAME, IMAGE_NAME
 
-DEFAULT_CONFIG = Path("configs/labelling.yaml")
 # Distinct colours for the first classes; later ones cycle (Label Studio only needs them apart).
 COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
            "#bfef45", "#fabed4", "#469990")
 
 
-class LabellingConfigError(ValueError):
+class LabellingConfigError(SettingsError):
     """A labelling setting that cannot work (the message names the key)."""
 
 
@@ -112,72 +110,25 @@ class LabellingSettings:
         return self.hub_admin_token
 
 
-# environment variable -> (section or "", setting)
+# environment variable -> setting (dotted: section.key)
 ENVIRONMENT = {
-    "EDGELOOP_LABELSTUDIO_URL": ("labelstudio", "url"),
-    "EDGELOOP_LABELSTUDIO_TOKEN": ("labelstudio", "token"),
-    "EDGELOOP_LABELSTUDIO_FILES": ("labelstudio", "files_root"),
-    "EDGELOOP_HUB_URL": ("", "hub_url"),
-    "EDGELOOP_ADMIN_TOKEN": ("", "hub_admin_token"),
+    "EDGELOOP_LABELSTUDIO_URL": "labelstudio.url",
+    "EDGELOOP_LABELSTUDIO_TOKEN": "labelstudio.token",
+    "EDGELOOP_LABELSTUDIO_FILES": "labelstudio.files_root",
+    "EDGELOOP_HUB_URL": "hub_url",
+    "EDGELOOP_ADMIN_TOKEN": "hub_admin_token",
 }
-SECTIONS = {"labelstudio": LabelStudioSettings, "selection": SelectionSettings,
-            "collection": CollectionSettings}
 
 
-def _build(kind: type[Any], values: Mapping[str, Any], where: str) -> Any:
-    known = {f.name: f for f in fields(kind)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise LabellingConfigError(f"unknown {where} keys {unknown}; known: {sorted(known)}")
-    converted = {}
-    for key, value in values.items():
-        default = getattr(kind(), key) if key in known else None
-        if isinstance(default, Path) and value is not None:
-            value = Path(value)
-        elif isinstance(default, tuple):
-            value = tuple(value)
-        converted[key] = value
-    try:
-        return kind(**converted)
-    except TypeError as exc:
-        raise LabellingConfigError(f"{where}: {exc}") from None
-
-
-def load_labelling_settings(path: Path | None, environ: Mapping[str, str],
-                            **flags: Any) -> LabellingSettings:
-    """Settings from `path` (None: built-in defaults), the environment, then flags given (not
+def load_labelling_settings(config: Path | None, environ: Mapping[str, str], *,
+                            project: Path | None = None, **flags: Any) -> LabellingSettings:
+    """Defaults < packaged `labelling.yaml` < the project's `configs/labelling.yaml` and
+    `edgeloop.yaml` (`labelling:`) < the file `config` < the environment < flags given (not
     None). Flags are `section__key` for a section's setting, e.g. `selection__budget=20`."""
-    layered: dict[str, dict[str, Any]] = {"": {}, **{name: {} for name in SECTIONS}}
-    if path is not None:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise LabellingConfigError(f"cannot read {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise LabellingConfigError(f"{path} is not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise LabellingConfigError(f"{path} must hold a mapping")
-        for key, value in data.items():
-            if key in SECTIONS:
-                if not isinstance(value, dict):
-                    raise LabellingConfigError(f"{path}: {key} must be a mapping")
-                layered[key].update(value)
-            else:
-                layered[""][key] = value
-    for variable, (section, key) in ENVIRONMENT.items():
-        if environ.get(variable):
-            layered[section][key] = environ[variable]
-    for flag, value in flags.items():
-        if value is None:
-            continue
-        section, _, key = flag.rpartition("__")
-        if section not in layered:
-            raise LabellingConfigError(f"unknown settings section {section!r} in {flag}")
-        layered[section][key] = value
-    top = dict(layered[""])
-    for name, kind in SECTIONS.items():
-        top[name] = _build(kind, layered[name], name)
-    return _build(LabellingSettings, top, "labelling")  # type: ignore[no-any-return]
+    merged = layered("labelling", project=project, config=config, environ=environ,
+                     env=ENVIRONMENT, flags={k.replace("__", "."): v for k, v in flags.items()},
+                     error=LabellingConfigError)
+    return build(LabellingSettings, merged, error=LabellingConfigError)
 
 
 def label_config_xml(classes: Sequence[str]) -> str:

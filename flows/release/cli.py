@@ -46,7 +46,8 @@ DIR = click.Path(file_okay=False)
                                               "http://127.0.0.1:8700); admin token from "
                                               "$EDGELOOP_ADMIN_TOKEN.")
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
-              help="Release settings (default configs/release.yaml).")
+              help="Release settings over the packaged defaults, the project's "
+                   "configs/release.yaml and edgeloop.yaml (release:).")
 @click.option("--tuf-repo", default=None, type=DIR,
               help="The TUF repository (default PROJECT/var/releases/tuf).")
 @click.option("--keys", default=None, type=DIR,

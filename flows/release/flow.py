@@ -44,7 +44,7 @@ from flows.release.run import (
     refresh_signatures,
     verdict_markdown,
 )
-from flows.release.settings import DEFAULT_RELEASE_CONFIG, ReleaseConfig, load_release_config
+from flows.release.settings import ReleaseConfig, load_release_config
 from flows.release.tuf import ReleaseRepository
 from hub.client import HubClient
 
@@ -89,7 +89,7 @@ def load_release_settings(environ: Mapping[str, str], *, project: str = ".",
     return ReleaseSettings(
         hub_url=hub_url or environ.get("EDGELOOP_HUB_URL") or DEFAULT_HUB_URL,
         admin_token=token,
-        config=load_release_config(Path(config_path) if config_path else DEFAULT_RELEASE_CONFIG),
+        config=load_release_config(Path(config_path) if config_path else None, project=root),
         project=root,
         repo_dir=Path(repo_dir) if repo_dir else root / "var" / "releases" / "tuf",
         keys_dir=Path(keys_dir) if keys_dir else root / "var" / "releases" / "keys")
@@ -281,8 +281,8 @@ def serve_release_refresh(interval_s: int, **parameters: Any) -> None:
 
 
 def check_refresh_interval(interval_s: int, config_path: str | None = None) -> None:
-    timestamp = load_release_config(Path(config_path) if config_path
-                                    else DEFAULT_RELEASE_CONFIG).tuf_expiry.timestamp
+    timestamp = load_release_config(Path(config_path) if config_path else None,
+                                    project=Path.cwd()).tuf_expiry.timestamp
     if interval_s < 1 or interval_s >= timestamp.total_seconds():
         raise ReleaseError(f"refresh interval {interval_s} s must be at least 1 and below the "
                            f"timestamp's expiry ({timestamp.total_seconds():g} s)")

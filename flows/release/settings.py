@@ -7,17 +7,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from configs import default_path
-from flows.release.canary import CanaryConfig, CanaryConfigError
+from configs.loader import SettingsError, build, layered
+from flows.release.canary import CanaryConfig
 from flows.release.tuf import ReleaseRepositoryError, RoleExpiry
 
 DEFAULT_RELEASE_CONFIG = default_path("release.yaml")
 
 
-class ReleaseConfigError(ValueError):
-    """configs/release.yaml is unreadable or holds an unknown key or a bad value."""
+class ReleaseConfigError(SettingsError):
+    """The release settings are unreadable or holds an unknown key or a bad value."""
 
 
 @dataclass(frozen=True)
@@ -41,35 +40,27 @@ class ReleaseConfig:
                                          f"got {value!r}")
 
 
-def load_release_config(path: Path = DEFAULT_RELEASE_CONFIG) -> ReleaseConfig:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ReleaseConfigError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(document, dict):
-        raise ReleaseConfigError(f"{path}: expected a mapping of settings")
-    known = {f.name for f in fields(ReleaseConfig)} - {"tuf_expiry"} | {"tuf_expiry_days"}
-    _refuse_unknown(path, "", document, known)
-    values: dict[str, Any] = {k: v for k, v in document.items()
-                              if k not in ("canary", "tuf_expiry_days")}
-    try:
-        canary = document.get("canary") or {}
-        _refuse_unknown(path, "canary.", canary, {f.name for f in fields(CanaryConfig)})
-        values["canary"] = CanaryConfig(**canary)
-        days = document.get("tuf_expiry_days") or {}
-        _refuse_unknown(path, "tuf_expiry_days.", days, {f.name for f in fields(RoleExpiry)})
-        values["tuf_expiry"] = RoleExpiry(**{role: timedelta(days=float(d))
-                                             for role, d in days.items()})
-        return ReleaseConfig(**values)
-    except (CanaryConfigError, ReleaseRepositoryError, TypeError, ValueError) as exc:
-        raise ReleaseConfigError(f"{path}: {exc}") from None
+def load_release_config(config: Path | None = None, *,
+                        project: Path | None = None) -> ReleaseConfig:
+    """Defaults < packaged `release.yaml` < the project's `configs/release.yaml` and
+    `edgeloop.yaml` (`release:`) < the file `config` (`--config`)."""
+    merged = layered("release", project=project, config=config, error=ReleaseConfigError)
+    if "tuf_expiry_days" in merged.data:  # the file says days; the settings hold timedeltas
+        merged.data["tuf_expiry"] = merged.data.pop("tuf_expiry_days")
+    return build(ReleaseConfig, merged, error=ReleaseConfigError,
+                 convert={"tuf_expiry": _role_expiry})
 
 
-def _refuse_unknown(path: Path, prefix: str, section: Any, known: set[str]) -> None:
-    if not isinstance(section, dict):
-        raise ReleaseConfigError(f"{path}: {prefix.rstrip('.') or 'the file'} must be a mapping")
-    unknown = set(section) - known
+def _role_expiry(days: Any) -> RoleExpiry:
+    if not isinstance(days, dict):
+        raise ReleaseConfigError(f"tuf_expiry_days must map a role to days, got {days!r}")
+    known = {f.name for f in fields(RoleExpiry)}
+    unknown = sorted(set(days) - known)
     if unknown:
-        named = ", ".join(prefix + k for k in sorted(unknown))
-        raise ReleaseConfigError(f"{path}: unknown keys {named} "
+        named = ", ".join(f"tuf_expiry_days.{r}" for r in unknown)
+        raise ReleaseConfigError(f"unknown settings {named} "
                                  f"(known: {', '.join(sorted(known))})")
+    try:
+        return RoleExpiry(**{role: timedelta(days=float(d)) for role, d in days.items()})
+    except (ReleaseRepositoryError, TypeError, ValueError) as exc:
+        raise ReleaseConfigError(f"tuf_expiry_days: {exc}") from None

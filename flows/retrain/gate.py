@@ -12,16 +12,15 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from configs import default_path
+from configs.loader import SettingsError, build, layered
 from flows.checks import Check
 
 DEFAULT_GATE_PATH = default_path("gate.yaml")
 
 
-class GateConfigError(ValueError):
-    """configs/gate.yaml is unreadable or holds an unknown key or a bad value."""
+class GateConfigError(SettingsError):
+    """The gate settings are unreadable or hold an unknown key or a bad value."""
 
 
 class Artefact(enum.StrEnum):
@@ -46,17 +45,11 @@ class GateConfig:
                 raise GateConfigError(f"gate {f.name} must be a number >= 0, got {value!r}")
 
 
-def load_gate_config(path: Path = DEFAULT_GATE_PATH) -> GateConfig:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise GateConfigError(f"cannot read {path}: {exc}") from exc
-    known = {f.name for f in fields(GateConfig)}
-    unknown = set(document) - known
-    if unknown:
-        raise GateConfigError(f"{path}: unknown keys {', '.join(sorted(unknown))} "
-                              f"(known: {', '.join(sorted(known))})")
-    return GateConfig(**document)
+def load_gate_config(config: Path | None = None, *, project: Path | None = None) -> GateConfig:
+    """The gate's limits: defaults < packaged `gate.yaml` < the project's `configs/gate.yaml`
+    and `edgeloop.yaml` (`gate:`) < the file `config` (`--config`)."""
+    merged = layered("gate", project=project, config=config, error=GateConfigError)
+    return build(GateConfig, merged, error=GateConfigError)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from typing import Any
 
 from flows.checks import GateReport
 from flows.retrain.gate import (
-    DEFAULT_GATE_PATH,
     FileChecks,
     GateInputs,
     Scores,
@@ -42,12 +41,13 @@ def gate_inputs(evaluation: dict[str, Any], export: dict[str, Any]) -> GateInput
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", type=Path, default=DEFAULT_GATE_PATH)
+    parser.add_argument("--config", type=Path, default=None,
+                        help="gate settings over the packaged and the project's own")
     parser.add_argument("--evaluation", type=Path, required=True)
     parser.add_argument("--export", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    config = load_gate_config(args.config)
+    config = load_gate_config(args.config, project=Path.cwd())
     evaluation = json.loads(args.evaluation.read_text())
     inputs = gate_inputs(evaluation, json.loads(args.export.read_text()))
     verdict = decide(inputs, config)

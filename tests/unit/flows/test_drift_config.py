@@ -93,7 +93,7 @@ def test_window_frames_null_means_every_record_within_the_age_limit():
 
 
 def test_unreadable_or_invalid_files_name_the_file(tmp_path: Path):
-    with pytest.raises(DriftConfigError, match="cannot read drift config"):
+    with pytest.raises(DriftConfigError, match=r"cannot read .*absent\.yaml"):
         load_drift_config(tmp_path / "absent.yaml")
     bad = tmp_path / "drift.yaml"
     bad.write_text(yaml.safe_dump(with_change(("decision", "min_effect"), -1)))

@@ -43,14 +43,14 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "flags", "message"), [
-    ("selection: {budgett: 3}\n", {}, r"unknown selection keys \['budgett'\]"),
-    ("colour: red\n", {}, r"unknown labelling keys \['colour'\]"),
+    ("selection: {budgett: 3}\n", {}, r"unknown settings selection\.budgett"),
+    ("colour: red\n", {}, r"unknown settings colour"),
     ("selection: {budget: 0}\n", {}, "budget=0 must be >= 1"),
     ("classes: [nut, nut]\n", {}, "must be distinct"),
     ("fleet: ../up\n", {}, "must be a name"),
     ("collection: {dataset_dir: /abs}\n", {}, "must be a path inside the repo"),
     ("- a list\n", {}, "must hold a mapping"),
-    ("", {"nosuch__key": 1}, "unknown settings section 'nosuch'"),
+    ("", {"nosuch__key": 1}, "unknown settings nosuch"),
 ])
 def test_bad_settings_are_refused_naming_the_key(tmp_path: Path, text: str, flags: dict,
                                                  message: str) -> None:

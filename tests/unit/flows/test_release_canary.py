@@ -129,7 +129,7 @@ def test_shipped_release_config_loads_and_unknown_keys_are_refused(tmp_path: Pat
     assert config.tuf_expiry.timestamp.days == 1
     path = tmp_path / "release.yaml"
     path.write_text("canary:\n  min_frame: 3\n")
-    with pytest.raises(ReleaseConfigError, match=r"unknown keys canary\.min_frame"):
+    with pytest.raises(ReleaseConfigError, match=r"unknown settings canary\.min_frame"):
         load_release_config(path)
     path.write_text("tuf_expiry_days: {timestamp: 0}\n")
     with pytest.raises(ReleaseConfigError, match="timestamp"):

@@ -114,7 +114,7 @@ def test_the_shipped_config_loads_and_unknown_keys_are_refused(tmp_path: Path) -
     assert load_gate_config(DEFAULT_GATE_PATH).max_int8_drop_points == 1.0
     bad = tmp_path / "gate.yaml"
     bad.write_text("min_drift_gain: 2\n")
-    with pytest.raises(GateConfigError, match="unknown keys min_drift_gain"):
+    with pytest.raises(GateConfigError, match="unknown settings min_drift_gain"):
         load_gate_config(bad)
     bad.write_text("latency_budget_ms: -1\n")
     with pytest.raises(GateConfigError, match="latency_budget_ms"):
