@@ -31,8 +31,8 @@ from flows.events import FLEET_EVENT, FLEET_RESOURCE
 from flows.reference import FolderReferences, HubReferences, ReferenceSource
 from hub.blobs import BlobStore
 from hub.client import HubClient
+from hub.settings import load_settings
 
-DEFAULT_HUB_URL = "http://127.0.0.1:8700"
 ARTIFACT_KEY = "drift-check"
 
 
@@ -42,7 +42,8 @@ class DriftSettingsError(ValueError):
 
 @dataclass(frozen=True)
 class DriftSettings:
-    """Read once per flow run: defaults < `configs/drift.yaml` < `EDGELOOP_*` < parameters."""
+    """Read once per flow run through the layered loader (`configs.loader`): the drift config,
+    the hub's URL and admin token (`EDGELOOP_HUB_URL`, `EDGELOOP_ADMIN_TOKEN`), parameters."""
 
     hub_url: str
     admin_token: str = field(repr=False)
@@ -57,12 +58,10 @@ def load_drift_settings(environ: Mapping[str, str], *, var: Path = Path("var"),
                         hub_url: str | None = None, config_path: str | None = None,
                         reports_url: str | None = None, workspace_dir: str | None = None,
                         references_dir: str | None = None) -> DriftSettings:
-    token = environ.get("EDGELOOP_ADMIN_TOKEN")
-    if not token:
-        raise DriftSettingsError("no hub admin token: set EDGELOOP_ADMIN_TOKEN")
+    hub = load_settings(environ, project=Path.cwd(), hub_url=hub_url)  # hub URL, admin token
     return DriftSettings(
-        hub_url=hub_url or environ.get("EDGELOOP_HUB_URL") or DEFAULT_HUB_URL,
-        admin_token=token,
+        hub_url=hub.hub_url,
+        admin_token=hub.require_admin_token(),
         config=load_drift_config(Path(config_path) if config_path else None,
                                  project=Path.cwd()),
         reports_url=reports_url or str(var / "drift" / "reports"),

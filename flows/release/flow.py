@@ -47,14 +47,15 @@ from flows.release.run import (
 from flows.release.settings import ReleaseConfig, load_release_config
 from flows.release.tuf import ReleaseRepository
 from hub.client import HubClient
+from hub.settings import load_settings
 
-DEFAULT_HUB_URL = "http://127.0.0.1:8700"
 ARTIFACT_KEY = "release"
 
 
 @dataclass(frozen=True)
 class ReleaseSettings:
-    """Read once per flow run: defaults < `configs/release.yaml` < `EDGELOOP_*` < parameters."""
+    """Read once per flow run through the layered loader (`configs.loader`): the release
+    config, the hub's URL and admin token (`EDGELOOP_HUB_URL`, `EDGELOOP_ADMIN_TOKEN`)."""
 
     hub_url: str
     admin_token: str = field(repr=False)
@@ -82,13 +83,11 @@ def load_release_settings(environ: Mapping[str, str], *, project: str = ".",
                           hub_url: str | None = None, config_path: str | None = None,
                           repo_dir: str | None = None,
                           keys_dir: str | None = None) -> ReleaseSettings:
-    token = environ.get("EDGELOOP_ADMIN_TOKEN")
-    if not token:
-        raise ReleaseError("no hub admin token: set EDGELOOP_ADMIN_TOKEN")
     root = Path(project).resolve()
+    hub = load_settings(environ, project=root, hub_url=hub_url)  # hub URL, admin token
     return ReleaseSettings(
-        hub_url=hub_url or environ.get("EDGELOOP_HUB_URL") or DEFAULT_HUB_URL,
-        admin_token=token,
+        hub_url=hub.hub_url,
+        admin_token=hub.require_admin_token(),
         config=load_release_config(Path(config_path) if config_path else None, project=root),
         project=root,
         repo_dir=Path(repo_dir) if repo_dir else root / "var" / "releases" / "tuf",
