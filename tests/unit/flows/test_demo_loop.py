@@ -8,6 +8,7 @@ import json
 import math
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ from demo.loop import (
     tiny,
     write_demo_configs,
 )
+from flows.drift.settings import load_drift_config
+from flows.release.settings import load_release_config
+from flows.retrain.gate import GateConfig, load_gate_config
 from sim.annotate import DeskTask
 from sim.stream import active_scenario, parse_layers
 
@@ -48,28 +52,27 @@ def test_the_config_refuses_too_few_devices_and_a_fault_after_the_drift() -> Non
     assert tiny(DemoConfig()).drift_at < DemoConfig().drift_at
 
 
-def test_demo_configs_are_the_checkouts_at_the_demos_sizes(tmp_path: Path) -> None:
+def test_demo_configs_are_the_packaged_defaults_at_the_demos_sizes(tmp_path: Path) -> None:
     config = DemoConfig(drift_window=120, canary_min_frames=90)
     paths = write_demo_configs(config, tmp_path)
-    drift = yaml.safe_load(paths["drift"].read_text())
-    release = yaml.safe_load(paths["release"].read_text())
+    drift = load_drift_config(paths["drift"])
+    assert drift.window.frames == 120 and drift.columns == load_drift_config().columns
+    release = load_release_config(paths["release"])
+    assert release.canary.min_frames == 90
+    assert release.tuf_expiry == load_release_config().tuf_expiry
     sampling = yaml.safe_load(paths["sampling"].read_text())
-    assert drift["window"]["frames"] == 120 and drift["columns"]
-    assert release["canary"]["min_frames"] == 90
     assert sampling["policies"]["uncertain"]["per_hour"] == 1800
-    gate = yaml.safe_load(paths["gate"].read_text())
-    checkout = yaml.safe_load((Path(__file__).parents[3] / "configs" / "gate.yaml").read_text())
-    assert gate["min_drift_gain_points"] == checkout["min_drift_gain_points"]
-    assert gate["max_golden_loss_points"] == checkout["max_golden_loss_points"]
+    gate = load_gate_config(paths["gate"])
+    assert gate.min_drift_gain_points == GateConfig().min_drift_gain_points
+    assert gate.max_golden_loss_points == GateConfig().max_golden_loss_points
 
 
 def test_the_tiny_loop_relaxes_only_the_gates_accuracy_limits(tmp_path: Path) -> None:
-    gate = yaml.safe_load(write_demo_configs(tiny(DemoConfig()), tmp_path)["gate"].read_text())
-    checkout = yaml.safe_load((Path(__file__).parents[3] / "configs" / "gate.yaml").read_text())
-    assert (gate["min_drift_gain_points"], gate["max_golden_loss_points"]) == (0.0, 3.0)
-    assert {k: v for k, v in gate.items() if "points" not in k or "int8" in k} == {
-        k: v for k, v in checkout.items() if "points" not in k or "int8" in k} | {
-        "max_latency_ratio": 2.0}
+    gate = load_gate_config(write_demo_configs(tiny(DemoConfig()), tmp_path)["gate"])
+    assert (gate.min_drift_gain_points, gate.max_golden_loss_points) == (0.0, 3.0)
+    assert replace(gate, min_drift_gain_points=GateConfig().min_drift_gain_points,
+                   max_golden_loss_points=GateConfig().max_golden_loss_points) == replace(
+        GateConfig(), max_latency_ratio=2.0)
 
 
 class _Desk:
