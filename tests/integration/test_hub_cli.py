@@ -16,10 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_hub_support import ADMIN_TOKEN, T0, batch, gz
 
 from edge_runtime.contract import DeviceStatus
 from hub.models import DeviceRecord
+from tests.support.hub import ADMIN_TOKEN
+from tests.support.records import T0, batch, gz
 
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
 

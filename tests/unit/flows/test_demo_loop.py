@@ -27,6 +27,7 @@ from demo.loop import (
 )
 from sim.annotate import DeskTask
 from sim.stream import active_scenario, parse_layers
+from tests.support.paths import ROOT
 
 
 def test_every_device_gets_the_fleet_drift_and_only_the_last_one_the_camera_bump() -> None:
@@ -58,14 +59,14 @@ def test_demo_configs_are_the_checkouts_at_the_demos_sizes(tmp_path: Path) -> No
     assert release["canary"]["min_frames"] == 90
     assert sampling["policies"]["uncertain"]["per_hour"] == 1800
     gate = yaml.safe_load(paths["gate"].read_text())
-    checkout = yaml.safe_load((Path(__file__).parents[3] / "configs" / "gate.yaml").read_text())
+    checkout = yaml.safe_load((ROOT / "configs" / "gate.yaml").read_text())
     assert gate["min_drift_gain_points"] == checkout["min_drift_gain_points"]
     assert gate["max_golden_loss_points"] == checkout["max_golden_loss_points"]
 
 
 def test_the_tiny_loop_relaxes_only_the_gates_accuracy_limits(tmp_path: Path) -> None:
     gate = yaml.safe_load(write_demo_configs(tiny(DemoConfig()), tmp_path)["gate"].read_text())
-    checkout = yaml.safe_load((Path(__file__).parents[3] / "configs" / "gate.yaml").read_text())
+    checkout = yaml.safe_load((ROOT / "configs" / "gate.yaml").read_text())
     assert (gate["min_drift_gain_points"], gate["max_golden_loss_points"]) == (0.0, 3.0)
     assert {k: v for k, v in gate.items() if "points" not in k or "int8" in k} == {
         k: v for k, v in checkout.items() if "points" not in k or "int8" in k} | {
