@@ -1,15 +1,31 @@
-"""Shared fixtures: the repository root and an environment that keeps tools offline."""
+"""Fixtures for every test: the repository root, an offline environment for subprocesses, the
+seed model, and a real hub over SQLite or a throwaway PostgreSQL database (tests/support holds
+what they call)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from flows.offline import offline_environment, use_offline_environment
+from tests.support.hub import RunningHub, hub_settings, running_hub
+from tests.support.paths import ROOT, VAR_TEST
+from tests.support.postgres import empty_pg, throwaway_database
+from tests.support.seed_model import export_seed_model
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tools imported by the tests stay offline and write under var/test, never to $HOME.
+    Under pytest-xdist each worker gets its own Prefect home: a flow run without a server
+    starts a temporary one on PREFECT_HOME's database, which two workers must not share."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        home = Path(os.environ.get("PREFECT_HOME", VAR_TEST / "prefect"))
+        os.environ["PREFECT_HOME"] = str(home.with_name(f"{home.name}-{worker}"))
+    use_offline_environment(VAR_TEST)
 
 
 @pytest.fixture
@@ -26,35 +42,40 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session")
+def seed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed model exported to ONNX with a dynamic input size; `best.pt` sits beside it."""
+    return export_seed_model(tmp_path_factory.mktemp("seed_model"))
 
-FIXTURES = ROOT / "tests" / "fixtures"
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Tools imported by the tests stay offline and write under var/test, never to $HOME.
-    Under pytest-xdist each worker gets its own Prefect home: a flow run without a server
-    starts a temporary one on PREFECT_HOME's database, which two workers must not share."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:
-        home = Path(os.environ.get("PREFECT_HOME", ROOT / "var" / "test" / "prefect"))
-        os.environ["PREFECT_HOME"] = str(home.with_name(f"{home.name}-{worker}"))
-    use_offline_environment(ROOT / "var" / "test")
+# -- a real hub ----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def seed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The seed model (YOLO11n trained by the seed pipeline on the simulator, committed as a test
-    fixture), exported to ONNX with a dynamic input size by the real export stage; `best.pt`
-    sits beside the returned .onnx file."""
-    import shutil
-    import subprocess
-    import sys
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test session, dropped at its end."""
+    with throwaway_database() as url:
+        yield url
 
-    work = tmp_path_factory.mktemp("seed_model")
-    shutil.copy(FIXTURES / "seed_best.pt", work / "best.pt")
-    (work / "params.yaml").write_text("export: {imgsz: 320, dynamic: true}\n")
-    subprocess.run([sys.executable, "-m", "flows.retrain.stages.export", "--params",
-                    str(work / "params.yaml"), "--weights", str(work / "best.pt"),
-                    "--out", str(work / "model.onnx"), "--var", str(ROOT / "var" / "test")],
-                   cwd=ROOT, check=True, capture_output=True, timeout=300)
-    return work / "model.onnx"
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test runs against SQLite and PostgreSQL, starting from an empty hub."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    url: str = request.getfixturevalue("pg_url")
+    empty_pg(url)
+    return url
+
+
+@pytest.fixture
+def hub(db_url: str, tmp_path: Path) -> Iterator[RunningHub]:
+    with running_hub(hub_settings(db_url, tmp_path)) as running:
+        yield running
+
+
+@pytest.fixture
+def sqlite_hub(tmp_path: Path) -> Iterator[RunningHub]:
+    """For behaviour decided before the database is touched (limits, media types)."""
+    with running_hub(hub_settings(f"sqlite:///{tmp_path / 'hub.sqlite'}", tmp_path)) as running:
+        yield running

@@ -18,8 +18,8 @@ import pytest
 
 from demo.loop import ADMIN_TOKEN, DemoConfig, DemoResult, device_ids, run_demo, tiny
 from demo.report import MARKER_KINDS
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 SUMMARY_KEYS = {"frames_to_alarm", "labels_used", "map50_before_drift", "map50_after_drift",

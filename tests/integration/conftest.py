@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.labelstudio import RunningLabelStudio, label_studio
+
 
 @pytest.fixture(scope="module")
 def harness() -> Iterator[None]:
@@ -16,3 +18,10 @@ def harness() -> Iterator[None]:
     # which a loaded 2-core machine running two test workers exceeded.
     with prefect_test_harness(server_startup_timeout=None):
         yield
+
+
+@pytest.fixture(scope="session")
+def labelstudio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLabelStudio]:
+    """One Label Studio server for the session, on a fresh copy of the migrated template."""
+    with label_studio(tmp_path_factory.mktemp("labelstudio")) as server:
+        yield server

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_drift_support import telemetry
+
+from tests.support.drift_telemetry import telemetry
 
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
 

@@ -10,12 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from test_drift_support import records, telemetry
-from test_hub_support import ADMIN_TOKEN, T0, RunningHub, hub_settings, running_hub
 
 from edge_runtime.contract import InputSignature, ModelFile, ReleaseManifest, TelemetryBatch
 from flows.drift.settings import SignalGroup
 from flows.reference import REFERENCE_FILE, reference_file
+from tests.support.drift_telemetry import records, telemetry
+from tests.support.hub import ADMIN_TOKEN, RunningHub, hub_settings, running_hub
+from tests.support.records import T0
 
 # litestar (under Evidently's workspace) warns about its own deprecations on import
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -29,6 +30,13 @@ NOW = T0 + timedelta(hours=1)
 def hub(tmp_path: Path) -> Iterator[RunningHub]:
     with running_hub(hub_settings(f"sqlite:///{tmp_path / 'hub.sqlite'}", tmp_path)) as running:
         yield running
+
+
+
+def test_synthetic_telemetry_is_valid_device_telemetry() -> None:
+    sent = records(telemetry(0, 50, start=T0))
+    assert len(sent) == 50
+    assert all(r.detections == sum(r.class_counts.values()) for r in sent)
 
 
 def publish_release(hub: RunningHub, tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from edge_runtime.sources import open_source
 from edge_runtime.spool import Spool
 from edge_runtime.spool_writer import SpoolWriter
 from edge_runtime.telemetry import UncertaintyBand
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class SamplerBroke(Exception):

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import cv2
 import pytest
-from test_hub_support import RunningHub, sqlite_hub  # noqa: F401  (fixture)
 
 from edge_runtime.spool import Spool
 from sim.stream import stream
+from tests.support.hub import RunningHub
 
 pytestmark = pytest.mark.slow
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
 
 
 def test_edge_run_delivers_every_frame_and_its_kept_samples_to_the_hub(
-        seed_model: Path, sqlite_hub: RunningHub, tmp_path: Path) -> None:  # noqa: F811
+        seed_model: Path, sqlite_hub: RunningHub, tmp_path: Path) -> None:
     token = sqlite_hub.add_device("cam-9")
     result = subprocess.run(
         [EDGELOOP, "edge", "run", "--model", str(seed_model), "--source", "sim:dusk",

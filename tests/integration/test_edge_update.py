@@ -13,15 +13,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_hub_support import RunningHub
-from updater_support import live_frames, manifest_for, model_variant, scaled_model, updater_config
 
 from edge_runtime.contract import MODEL_FILE, DeviceStatus, ReleaseManifest
 from edge_runtime.update.policy import HealthBudget, Phase
 from edge_runtime.update.updater import Updater
 from flows.release.tuf import ReleaseRepository
+from tests.support.hub import RunningHub
+from tests.support.updater import (
+    live_frames,
+    manifest_for,
+    model_variant,
+    scaled_model,
+    updater_config,
+)
 
-pytest_plugins = ["test_hub_support"]  # fixtures: sqlite_hub
 pytestmark = pytest.mark.slow
 
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")

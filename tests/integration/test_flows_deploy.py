@@ -15,8 +15,7 @@ from click.testing import CliRunner
 from flows.deploy import apply_plan, deployment_plan
 from flows.deploy_cli import deploy
 from flows.events import DATASET_EVENT, FLEET_EVENT, dataset_resource
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 @pytest.fixture

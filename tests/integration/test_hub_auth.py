@@ -7,25 +7,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_hub_support import (
-    ADMIN_TOKEN,
-    T0,
-    RunningHub,
-    batch,
-    empty_pg,
-    gz,
-    hub_settings,
-    jpeg,
-    meta,
-    running_hub,
-)
 
 from edge_runtime.contract import DeviceStatus, TelemetryBatch
 from hub.auth import hash_token
 from hub.client import HubRequestError
 from hub.db import Database, devices
-
-pytest_plugins = ["test_hub_support"]  # fixtures: hub (SQLite and PostgreSQL), sqlite_hub
+from tests.support.hub import ADMIN_TOKEN, RunningHub, hub_settings, running_hub
+from tests.support.postgres import empty_pg
+from tests.support.records import T0, batch, gz, jpeg, meta
 
 JSON_GZIP = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
 ADMIN_CALLS = [

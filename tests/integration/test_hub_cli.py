@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,28 +13,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_hub_support import ADMIN_TOKEN, T0, batch, gz
 
 from edge_runtime.contract import DeviceStatus
 from hub.models import DeviceRecord
-
-EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELOOP_")}
-    return {**env, **extra}
+from tests.support.hub import ADMIN_TOKEN
+from tests.support.hub_process import EDGELOOP, clean_env, free_port
+from tests.support.records import T0, batch, gz
 
 
 def edgeloop(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([EDGELOOP, "hub", *args], cwd=cwd, env=clean_env(**env),
                           capture_output=True, text=True, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_serving(cwd: Path, *args: str) -> tuple[str, subprocess.Popen[str]]:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_hub_support import T0, RunningHub, batch, gz, hub_settings, running_hub, stats
 
 from edge_runtime.contract import MAX_BATCH_RECORDS, DeviceStatus, TelemetryBatch
 from hub.client import HubRequestError
+from tests.support.hub import RunningHub, hub_settings, running_hub
+from tests.support.records import T0, batch, gz, stats
 
-pytest_plugins = ["test_hub_support"]  # fixtures: hub (SQLite and PostgreSQL), sqlite_hub
 JSON_GZIP = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
 
 

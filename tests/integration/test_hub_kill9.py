@@ -12,10 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-from test_hub_cli import EDGELOOP, clean_env, free_port
-from test_hub_support import ADMIN_TOKEN, T0, batch, gz
 
 from hub.client import HubClient
+from tests.support.hub import ADMIN_TOKEN
+from tests.support.hub_process import EDGELOOP, clean_env, free_port
+from tests.support.records import T0, batch, gz
 
 BATCH = 100
 ROUNDS = 3

@@ -6,12 +6,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from test_hub_support import T0, RunningHub
 
 from edge_runtime.contract import InputSignature, ModelFile, ReleaseManifest
 from hub.client import HubRequestError
-
-pytest_plugins = ["test_hub_support"]  # fixtures: hub (SQLite and PostgreSQL), sqlite_hub
+from tests.support.hub import RunningHub
+from tests.support.records import T0
 
 
 def model_bytes(version: int) -> bytes:

@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_hub_support import RunningHub, hub_settings, jpeg, meta, running_hub
 
-pytest_plugins = ["test_hub_support"]  # fixtures: hub (SQLite and PostgreSQL), sqlite_hub
+from tests.support.hub import RunningHub, hub_settings, running_hub
+from tests.support.records import jpeg, meta
 
 
 def png_header(width: int, height: int) -> bytes:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_hub_support import T0, RunningHub
 from tuf.api.exceptions import DownloadHTTPError, LengthOrHashMismatchError
 from tuf.api.metadata import Metadata
 from tuf.ngclient import Updater
@@ -19,8 +18,8 @@ from tuf.ngclient.fetcher import FetcherInterface
 from edge_runtime.contract import TARGET_MANIFEST_FIELD, InputSignature, ModelFile, ReleaseManifest
 from flows.release.tuf import ReleaseRepository
 from hub.client import HubClient, HubRequestError
-
-pytest_plugins = ["test_hub_support"]  # fixtures: hub (SQLite and PostgreSQL)
+from tests.support.hub import RunningHub
+from tests.support.records import T0
 
 
 class BearerFetcher(FetcherInterface):

@@ -1,5 +1,5 @@
-"""Labelling against real servers: a Label Studio server (labelstudio_support), a hub on loopback,
-the simulated annotator, and a throwaway git + DVC repository with a local remote."""
+"""Labelling against real servers: a Label Studio server (tests/support/labelstudio.py), a hub on
+loopback, the simulated annotator, and a throwaway git + DVC repository with a local remote."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 import pytest
-from test_hub_support import ADMIN_TOKEN, T0, RunningHub, hub_settings, running_hub
 
 from edge_runtime.contract import Detection, SampleMeta, SamplePolicy
 from flows.dvc_dataset import dvc_md5
@@ -34,13 +33,14 @@ from flows.labelling.request import bootstrap, request_round
 from flows.labelling.settings import LabellingSettings, load_labelling_settings
 from sim.render import CLASS_NAMES
 from sim.stream import Frame, stream
+from tests.support.hub import ADMIN_TOKEN, RunningHub, hub_settings, running_hub
+from tests.support.paths import ROOT
+from tests.support.records import T0
 
 if TYPE_CHECKING:
-    from labelstudio_support import RunningLabelStudio
+    from tests.support.labelstudio import RunningLabelStudio
 
-pytest_plugins = ["labelstudio_support"]  # fixture: labelstudio_server (one per session)
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
 DVC = str(Path(sys.executable).parent / "dvc")
 

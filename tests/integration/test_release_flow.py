@@ -20,8 +20,6 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
-from test_drift_support import records, telemetry
-from test_hub_support import ADMIN_TOKEN, RunningHub
 from tuf.api.exceptions import DownloadHTTPError
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
@@ -35,8 +33,8 @@ from edge_runtime.contract import (
 from edge_runtime.update.policy import VersionBelowFloor, check_version_floor
 from flows.release.canary import Verdict
 from flows.release.run import ReleaseError
-
-pytest_plugins = ["test_hub_support"]  # fixtures: sqlite_hub
+from tests.support.drift_telemetry import records, telemetry
+from tests.support.hub import ADMIN_TOKEN, RunningHub
 
 RELEASE_CONFIG = """\
 canary:

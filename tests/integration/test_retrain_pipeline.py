@@ -21,10 +21,10 @@ from flows.dvc_dataset import commit_folder
 from flows.retrain.run import STAGES, RetrainError, pin_dataset
 from sim.dataset import data_yaml, render_dataset, render_labelled_increment
 from sim.render import CLASS_NAMES
+from tests.support.netguard import SITE_DIR
 
 pytestmark = pytest.mark.slow
 
-NETGUARD = Path(__file__).parent / "netguard"
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
 AUTHOR = ("-c", "user.name=test", "-c", "user.email=test@edgeloop.invalid")
 TINY = {
@@ -75,7 +75,7 @@ def project(tmp_path: Path, repo_root: Path, seed_model: Path) -> Path:
 def test_tiny_retrain_runs_every_stage_through_the_flow_offline(
         project: Path, offline_env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / "net.log"
-    env = dict(offline_env, PYTHONPATH=f"{NETGUARD}{os.pathsep}{project}",
+    env = dict(offline_env, PYTHONPATH=f"{SITE_DIR}{os.pathsep}{project}",
                EDGELOOP_NETGUARD_LOG=str(log))
     result = subprocess.run([EDGELOOP, "flows", "retrain", "--repo", str(project), "--var",
                              str(tmp_path / "var"), "--json"], cwd=project, env=env,

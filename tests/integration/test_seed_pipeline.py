@@ -12,9 +12,10 @@ import onnxruntime as ort
 import pytest
 import yaml
 
+from tests.support.netguard import SITE_DIR
+
 pytestmark = pytest.mark.slow
 
-NETGUARD = Path(__file__).parent / "netguard"
 TINY = {
     "render": {"seed": 1, "imgsz": 128, "train_frames": 12, "val_frames": 6, "test_frames": 6,
                "scenarios": ["baseline", "dusk"]},
@@ -43,7 +44,7 @@ def project(tmp_path: Path, repo_root: Path) -> Path:
 
 def test_tiny_seed_pipeline_reproduces_offline(project: Path, offline_env: dict[str, str]):
     log = project.parent / "net.log"
-    env = dict(offline_env, PYTHONPATH=f"{NETGUARD}{os.pathsep}{project}",
+    env = dict(offline_env, PYTHONPATH=f"{SITE_DIR}{os.pathsep}{project}",
                EDGELOOP_NETGUARD_LOG=str(log))
 
     def run(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -76,7 +77,7 @@ def test_tiny_seed_pipeline_reproduces_offline(project: Path, offline_env: dict[
 
 def test_the_network_guard_records_a_connection_attempt(tmp_path: Path, offline_env):
     log = tmp_path / "net.log"
-    env = dict(offline_env, PYTHONPATH=str(NETGUARD), EDGELOOP_NETGUARD_LOG=str(log))
+    env = dict(offline_env, PYTHONPATH=str(SITE_DIR), EDGELOOP_NETGUARD_LOG=str(log))
     probe = "import socket; socket.create_connection(('192.0.2.1', 80), timeout=1)"
     result = subprocess.run(["python", "-c", probe], env=env, capture_output=True, text=True)
     assert result.returncode != 0

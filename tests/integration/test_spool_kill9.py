@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from edge_runtime.spool import Spool, SpoolBudget
+from tests.support.procs import SPOOL_WRITER
 
-WRITER = Path(__file__).parent / "helpers" / "spool_writer_proc.py"
 ROUNDS = 12
 SEED = 20250101
 
@@ -21,7 +21,7 @@ SEED = 20250101
 def run_and_kill(spool_path: Path, repo_root: Path, rng: random.Random) -> list[str]:
     """Starts the writer, kills it -9 after a random number of commits; returns its promises."""
     env = dict(os.environ, PYTHONPATH=str(repo_root))
-    proc = subprocess.Popen([sys.executable, str(WRITER), str(spool_path)], cwd=repo_root,
+    proc = subprocess.Popen([sys.executable, str(SPOOL_WRITER), str(spool_path)], cwd=repo_root,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     try:

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets, Timestamp
-from updater_support import (
+
+from edge_runtime.contract import MODEL_FILE, TARGET_MANIFEST_FIELD
+from edge_runtime.update.policy import Refusal
+from edge_runtime.update.slots import Pointer, Slot
+from edge_runtime.update.updater import Updater, UpdateStatus
+from flows.release.tuf import manifest_to_custom
+from tests.support.updater import (
     Rig,
     build_models,
     live_frames,
@@ -21,12 +27,6 @@ from updater_support import (
     resign,
     rig,
 )
-
-from edge_runtime.contract import MODEL_FILE, TARGET_MANIFEST_FIELD
-from edge_runtime.update.policy import Refusal
-from edge_runtime.update.slots import Pointer, Slot
-from edge_runtime.update.updater import Updater, UpdateStatus
-from flows.release.tuf import manifest_to_custom
 
 pytestmark = pytest.mark.slow
 

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from updater_support import TOKEN, build_models, live_frames, rig
 
 from edge_runtime.contract import MODEL_FILE
 from edge_runtime.detector import Detector
 from edge_runtime.update.policy import Phase, Refusal
 from edge_runtime.update.slots import Slot, SlotStore
 from edge_runtime.update.updater import Updater
+from tests.support.procs import UPDATER
+from tests.support.updater import TOKEN, build_models, live_frames, rig
 
 pytestmark = pytest.mark.slow
 
-HELPER = Path(__file__).parent / "helpers" / "updater_proc.py"
 PAUSE_TIMEOUT_S = 120.0
 
 # Where each kill lands, what must serve right after it, and what it leaves behind.
@@ -55,7 +55,7 @@ def kill_at(phase: Phase, state_dir: Path, hub_url: str, frames_path: Path,
     errors = state_dir.parent / f"helper-{phase.value}.err"
     with errors.open("w") as stderr:  # a file, so a chatty helper never blocks on a full pipe
         proc = subprocess.Popen(
-            [sys.executable, str(HELPER), str(state_dir), hub_url, TOKEN, "r2",
+            [sys.executable, str(UPDATER), str(state_dir), hub_url, TOKEN, "r2",
              str(frames_path), phase.value], cwd=repo_root, env=env, stdout=subprocess.PIPE,
             stderr=stderr, text=True)
         assert proc.stdout is not None

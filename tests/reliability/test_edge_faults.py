@@ -17,16 +17,17 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from helpers.flapping_link import FlappingLink
-from test_hub_support import T0, RunningHub, jpeg, meta, sqlite_hub, stats  # noqa: F401  (fixture)
 
 from edge_runtime.contract import FrameStats, SampleMeta
 from edge_runtime.spool import Spool, SpoolBudget, SpoolCounter
 from edge_runtime.uplink import Uplink, UplinkConfig
+from tests.support.flapping_link import FlappingLink
+from tests.support.hub import RunningHub
+from tests.support.procs import EDGE_AGENT
+from tests.support.records import T0, jpeg, meta, stats
 
 pytestmark = pytest.mark.slow
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
-AGENT = Path(__file__).parent / "helpers" / "edge_agent_proc.py"
 KILL_SEED = 20261128
 KILLS = 8
 FLAP_SEED = 20261129
@@ -102,7 +103,7 @@ def test_quarantine_counter_survives_restarts_and_counts_each_corruption(tmp_pat
 
 
 def test_edge_run_carries_on_with_a_fresh_spool_after_corruption_and_reports_it(
-        seed_model: Path, sqlite_hub: RunningHub, tmp_path: Path) -> None:  # noqa: F811
+        seed_model: Path, sqlite_hub: RunningHub, tmp_path: Path) -> None:
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
     (spool_dir / "cam-c.sqlite").write_bytes(b"not a database at all " * 4096)
@@ -133,13 +134,13 @@ def _committed(log: Path) -> tuple[list[str], list[str]]:
 
 
 def test_agent_killed_9_at_random_points_delivers_every_committed_record_exactly_once(
-        seed_model: Path, sqlite_hub: RunningHub, tmp_path: Path,  # noqa: F811
+        seed_model: Path, sqlite_hub: RunningHub, tmp_path: Path,
         repo_root: Path) -> None:
     rng = np.random.default_rng(KILL_SEED)
     token = sqlite_hub.add_device(DEVICE)
     spool_dir, log = tmp_path / "spool", tmp_path / "committed.log"
     env = dict(os.environ, PYTHONPATH=str(repo_root))
-    command = [sys.executable, str(AGENT), str(log),
+    command = [sys.executable, str(EDGE_AGENT), str(log),
                *edge_run(seed_model, spool_dir, DEVICE, "--source", "sim:dusk",
                          "--hub", sqlite_hub.url, "--token", token)[1:]]
     for _ in range(KILLS):
@@ -190,7 +191,7 @@ def test_agent_killed_9_at_random_points_delivers_every_committed_record_exactly
 
 
 def test_flapping_link_delivers_every_committed_record_exactly_once(
-        sqlite_hub: RunningHub, tmp_path: Path) -> None:  # noqa: F811
+        sqlite_hub: RunningHub, tmp_path: Path) -> None:
     rng = np.random.default_rng(FLAP_SEED)
     link = FlappingLink(("127.0.0.1", urlsplit(sqlite_hub.url).port or 80))
     config = UplinkConfig(hub_url=link.url, device_id="cam-flap",
@@ -268,7 +269,7 @@ def _infer_p50(model: Path, tmp_path: Path, name: str, *hub: str) -> tuple[float
 
 
 def test_inference_latency_is_unchanged_while_the_hub_is_unreachable(
-        seed_model: Path, sqlite_hub: RunningHub, tmp_path: Path) -> None:  # noqa: F811
+        seed_model: Path, sqlite_hub: RunningHub, tmp_path: Path) -> None:
     online, _ = _infer_p50(seed_model, tmp_path, "cam-on", "--hub", sqlite_hub.url,
                            "--token", sqlite_hub.add_device("cam-on"))
     # A closed port: every send fails fast, the uplink backs off, the spool keeps everything.

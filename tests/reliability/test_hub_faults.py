@@ -22,25 +22,15 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from test_hub_support import (
-    PG_DEFAULT,
-    RunningHub,
-    batch,
-    empty_pg,
-    gz,
-    hub_settings,
-    jpeg,
-    meta,
-    running_hub,
-    stats,
-)
 
 from edge_runtime.spool import Spool
 from edge_runtime.uplink import Uplink, UplinkConfig
 from hub.http import unavailable_reason
+from tests.support.hub import RunningHub, hub_settings, running_hub
+from tests.support.postgres import PG_DEFAULT, empty_pg
+from tests.support.records import batch, gz, jpeg, meta, stats
 
 pytestmark = pytest.mark.slow
-pytest_plugins = ["test_hub_support"]  # fixture: pg_url
 
 DEVICE = "cam-9"
 RECORDS_PER_ROUND = 300

@@ -19,23 +19,12 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from test_hub_support import (
-    ADMIN_TOKEN,
-    T0,
-    RunningHub,
-    batch,
-    gz,
-    hub_settings,
-    jpeg,
-    meta,
-    running_hub,
-    stats,
-)
 
 from edge_runtime.contract import DeviceStatus, TelemetryBatch
+from tests.support.hub import ADMIN_TOKEN, RunningHub, hub_settings, running_hub
+from tests.support.records import T0, batch, gz, jpeg, meta, stats
 
 pytestmark = pytest.mark.slow
-pytest_plugins = ["test_hub_support"]  # fixtures: hub (SQLite and PostgreSQL)
 
 KIB, MIB = 1024, 1024 * 1024
 LIMITS = dict(telemetry_body_bytes=64 * KIB, telemetry_json_bytes=1 * MIB,

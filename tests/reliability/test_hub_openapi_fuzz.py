@@ -22,14 +22,13 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from schemathesis.core.result import Err
-from test_hub_support import ADMIN_TOKEN, hub_settings
 
 from hub import registry
 from hub.app import create_app
 from hub.state import Hub
+from tests.support.hub import ADMIN_TOKEN, hub_settings
 
 pytestmark = pytest.mark.slow
-pytest_plugins = ["test_hub_support"]  # fixtures: db_url (SQLite and PostgreSQL)
 
 DEVICE_ID = "cam-fuzz"
 # No 5xx; every status, media type and body as the document says (refusals: {"detail": ...}).

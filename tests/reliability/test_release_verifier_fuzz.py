@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from tuf.api.metadata import Metadata
 from tuf.api.serialization import DeserializationError
-from updater_support import RepoServer, manifest_for, updater_config
 
 from edge_runtime.contract import MODEL_FILE
 from edge_runtime.update.policy import Phase, UpdateRefused
 from edge_runtime.update.updater import Updater
 from flows.release.tuf import ReleaseRepository
+from tests.support.updater import RepoServer, manifest_for, updater_config
 
 pytestmark = pytest.mark.slow
 

@@ -1,10 +1,11 @@
-"""Each scenario changes the frames in the way its summary states (same layouts, paired)."""
+"""Each scenario changes the frames in the way its summary states (same layouts, paired), and
+scenarios combined by name (`a+b`) take each part's changes to the baseline."""
 
 import cv2
 import numpy as np
 import pytest
 
-from sim import SCENARIOS, UnknownScenarioError, get_scenario
+from sim import BASELINE, SCENARIOS, Conditions, Scenario, UnknownScenarioError, get_scenario
 from sim.render import NUT, render_scene
 from sim.stream import frame_rng
 
@@ -92,3 +93,38 @@ def test_every_scenario_has_a_one_line_summary():
 def test_unknown_scenario_is_refused_by_name():
     with pytest.raises(UnknownScenarioError, match="'fog'"):
         get_scenario("fog")
+
+
+def test_composite_takes_each_parts_changes_to_the_baseline():
+    both = get_scenario("new_variant+camera_bump")
+    assert both.name == "new_variant+camera_bump"
+    assert both.conditions == Conditions(variant_share=1.0, shift_x=0.08, shift_y=0.14,
+                                         rotation=8.0, zoom=1.2)
+    assert both.summary == (f"{SCENARIOS['new_variant'].summary}; "
+                            f"{SCENARIOS['camera_bump'].summary}")
+    assert "new_variant+camera_bump" not in SCENARIOS
+
+
+def test_later_parts_win_only_on_the_knobs_they_change(monkeypatch):
+    monkeypatch.setitem(SCENARIOS, "bright", Scenario("bright", "more light",
+                                                      Conditions(light=1.5)))
+    assert get_scenario("dusk+bright").conditions == Conditions(light=1.5, noise=3.0)
+    assert get_scenario("bright+dusk").conditions == Conditions(light=0.35, noise=3.0)
+
+
+def test_composite_is_device_only_when_every_part_is():
+    assert get_scenario("camera_bump+dirty_lens").device_only
+    assert get_scenario("camera_bump+baseline").device_only  # baseline adds nothing
+    assert not get_scenario("new_variant+camera_bump").device_only
+    assert not get_scenario("dirty_lens+line_speedup").device_only
+
+
+def test_baseline_parts_add_nothing():
+    assert get_scenario("baseline+baseline").conditions == BASELINE
+    assert get_scenario("baseline+dusk").conditions == get_scenario("dusk").conditions
+
+
+def test_unknown_part_of_a_composite_is_refused_by_name():
+    with pytest.raises(UnknownScenarioError, match="'fog'") as caught:
+        get_scenario("new_variant+fog")
+    assert caught.value.name == "fog"

@@ -11,8 +11,7 @@ from flows.labelling.settings import (
     label_config_xml,
     load_labelling_settings,
 )
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.paths import ROOT
 
 
 def test_the_committed_labelstudio_xml_is_generated_from_the_configured_classes() -> None:

@@ -6,13 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from test_hub_support import RunningHub, hub_settings, jpeg, meta, running_hub, stats
-
 from edge_runtime.contract import DeviceStatus
 from edge_runtime.spool import Spool
 from edge_runtime.uplink import Uplink, UplinkConfig
-
-pytest_plugins = ["test_hub_support"]  # fixtures: hub (SQLite and PostgreSQL), sqlite_hub
+from tests.support.hub import RunningHub, hub_settings, running_hub
+from tests.support.records import jpeg, meta, stats
 
 DEVICE = "cam-7"
 

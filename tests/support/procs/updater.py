@@ -1,6 +1,6 @@
 """An updater to be killed: installs one release and stops dead at a named phase.
 
-Usage: python updater_proc.py STATE_DIR HUB_URL TOKEN RELEASE_ID FRAMES_NPY PAUSE_AT
+Usage: python updater.py STATE_DIR HUB_URL TOKEN RELEASE_ID FRAMES_NPY PAUSE_AT
 Prints "paused <phase>" (flushed) when it reaches PAUSE_AT and then waits to be killed; prints
 "done <release serving>" if it gets to the end.
 """

@@ -53,11 +53,3 @@ def records(frame: pd.DataFrame) -> list[FrameStats]:
         out.append(FrameStats(class_counts={k: v for k, v in counts.items() if v}, **fields))
     return out
 
-
-def test_synthetic_telemetry_is_valid_device_telemetry():
-    from datetime import UTC
-
-    frame = telemetry(0, 50, start=datetime(2026, 1, 1, tzinfo=UTC))
-    sent = records(frame)
-    assert len(sent) == 50
-    assert all(r.detections == sum(r.class_counts.values()) for r in sent)

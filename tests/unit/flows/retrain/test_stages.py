@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.paths import ROOT
+
 PACKAGES = ("edge_runtime", "hub", "flows", "sim", "configs")
 
 

@@ -1,6 +1,6 @@
 """`edgeloop edge run` that also logs every record the spool commits, to be killed with SIGKILL.
 
-Usage: python edge_agent_proc.py COMMIT_LOG EDGELOOP_ARGS... A line in COMMIT_LOG ("t RECORD_ID"
+Usage: python edge_agent.py COMMIT_LOG EDGELOOP_ARGS... A line in COMMIT_LOG ("t RECORD_ID"
 or "s RECORD_ID") is written only after its transaction committed, so every complete line is a
 record the device promised to deliver; a torn last line is not a promise.
 """

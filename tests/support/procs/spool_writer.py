@@ -1,6 +1,6 @@
 """A spool writer to be killed: commits one record per transaction, then prints its record_id.
 
-Usage: python spool_writer_proc.py SPOOL_PATH. A printed (and flushed) line is a promise that the
+Usage: python spool_writer.py SPOOL_PATH. A printed (and flushed) line is a promise that the
 record is committed; the kill -9 test holds the spool to every promise.
 """
 

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.paths import ROOT
+
 ADAPTER = ROOT / "flows" / "drift" / "evidently_drift.py"
 
 
