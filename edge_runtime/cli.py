@@ -143,7 +143,8 @@ def run(model: Path | None, state_dir: Path | None, update_every: float, source:
     import numpy as np
 
     from edge_runtime.agent import Agent, Monitor
-    from edge_runtime.sampling import build_sampler, load_sampling_config
+    from edge_runtime.sampling.config import load_sampling_config
+    from edge_runtime.sampling.sampler import build_sampler
     from edge_runtime.sources import open_source, paced
     from edge_runtime.spool import Spool, SpoolBudget
     from edge_runtime.spool_writer import SpoolWriter
