@@ -143,13 +143,15 @@ def run(model: Path | None, state_dir: Path | None, update_every: float, source:
     import numpy as np
 
     from edge_runtime.agent import Agent, Monitor
+    from edge_runtime.outbox.budget import SpoolBudget
+    from edge_runtime.outbox.spool import Spool
+    from edge_runtime.outbox.uplink import Uplink
+    from edge_runtime.outbox.uplink_policy import UplinkConfig
+    from edge_runtime.outbox.writer import SpoolWriter
     from edge_runtime.sampling.config import load_sampling_config
     from edge_runtime.sampling.sampler import build_sampler
     from edge_runtime.sources import open_source, paced
-    from edge_runtime.spool import Spool, SpoolBudget
-    from edge_runtime.spool_writer import SpoolWriter
     from edge_runtime.telemetry import UncertaintyBand
-    from edge_runtime.uplink import Uplink, UplinkConfig
 
     if hub_url and not token:
         raise click.UsageError("--hub needs --token (or EDGELOOP_DEVICE_TOKEN)")

@@ -11,7 +11,7 @@ import cv2
 import pytest
 from test_hub_support import RunningHub, sqlite_hub  # noqa: F401  (fixture)
 
-from edge_runtime.spool import Spool
+from edge_runtime.outbox.spool import Spool
 from sim.stream import stream
 
 pytestmark = pytest.mark.slow

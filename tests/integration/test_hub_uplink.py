@@ -9,8 +9,9 @@ from pathlib import Path
 from test_hub_support import RunningHub, hub_settings, jpeg, meta, running_hub, stats
 
 from edge_runtime.contract import DeviceStatus
-from edge_runtime.spool import Spool
-from edge_runtime.uplink import Uplink, UplinkConfig
+from edge_runtime.outbox.spool import Spool
+from edge_runtime.outbox.uplink import Uplink
+from edge_runtime.outbox.uplink_policy import UplinkConfig
 
 pytest_plugins = ["test_hub_support"]  # fixtures: hub (SQLite and PostgreSQL), sqlite_hub
 

@@ -21,8 +21,10 @@ from helpers.flapping_link import FlappingLink
 from test_hub_support import T0, RunningHub, jpeg, meta, sqlite_hub, stats  # noqa: F401  (fixture)
 
 from edge_runtime.contract import FrameStats, SampleMeta
-from edge_runtime.spool import Spool, SpoolBudget, SpoolCounter
-from edge_runtime.uplink import Uplink, UplinkConfig
+from edge_runtime.outbox.budget import SpoolBudget, SpoolCounter
+from edge_runtime.outbox.spool import Spool
+from edge_runtime.outbox.uplink import Uplink
+from edge_runtime.outbox.uplink_policy import UplinkConfig
 
 pytestmark = pytest.mark.slow
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
@@ -76,7 +78,7 @@ def test_corrupt_spool_is_moved_aside_and_a_fresh_one_takes_records(
     _corrupt(path, how)
     corrupt_bytes = path.read_bytes()
 
-    with caplog.at_level(logging.WARNING, logger="edge_runtime.spool"), Spool(path) as spool:
+    with caplog.at_level(logging.WARNING, logger="edge_runtime.outbox.spool"), Spool(path) as spool:
         moved = spool.quarantined_to
         spool.add_telemetry([record("cam-q", spool.reserve_frame_ids(1))])
         left = spool.stats()

@@ -35,8 +35,9 @@ from test_hub_support import (
     stats,
 )
 
-from edge_runtime.spool import Spool
-from edge_runtime.uplink import Uplink, UplinkConfig
+from edge_runtime.outbox.spool import Spool
+from edge_runtime.outbox.uplink import Uplink
+from edge_runtime.outbox.uplink_policy import UplinkConfig
 from hub.http import unavailable_reason
 
 pytestmark = pytest.mark.slow
@@ -99,7 +100,7 @@ def uplink_failures(caplog: pytest.LogCaptureFixture) -> Counter[str]:
     """Every failed request of the Uplink, by HTTP status ('transport' when there was none)."""
     failures: Counter[str] = Counter()
     for record in caplog.records:
-        if record.name == "edge_runtime.uplink" and "will retry" in record.getMessage():
+        if record.name == "edge_runtime.outbox.uplink" and "will retry" in record.getMessage():
             status = re.search(r": HTTP (\d{3}):", record.getMessage())
             failures[status.group(1) if status else "transport"] += 1
     return failures
