@@ -84,8 +84,9 @@ def _release_name(ctx: click.Context, param: click.Parameter, value: str) -> str
 def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
               version: int) -> None:
     """First install: the trusted root and the first model, for `edge run --state`."""
+    from edge_runtime.update.config import UpdaterError
     from edge_runtime.update.slots import SlotError
-    from edge_runtime.update.updater import Updater, UpdaterError
+    from edge_runtime.update.updater import Updater
 
     try:
         pointer = Updater.provision(state_dir, trusted_root, model, release_id=release_id,
@@ -222,9 +223,9 @@ def _log_progress(progress: Progress, status_file: Path | None) -> None:
 def _model_updates(state_dir: Path, hub_url: str, token: str, threads: int,
                    every_s: float) -> tuple[Detector, UpdateLoop]:
     """The model the updater installed, and the loop that installs the next ones."""
+    from edge_runtime.update.config import UpdaterError
     from edge_runtime.update.loop import UpdateLoop, UpdateLoopConfig, open_updater
     from edge_runtime.update.slots import SlotError
-    from edge_runtime.update.updater import UpdaterError
 
     try:
         updater, detector = open_updater(state_dir, hub_url=hub_url, token=token,

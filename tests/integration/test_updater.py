@@ -23,9 +23,10 @@ from updater_support import (
 )
 
 from edge_runtime.contract import MODEL_FILE, TARGET_MANIFEST_FIELD
+from edge_runtime.update.config import UpdateStatus
 from edge_runtime.update.policy import Refusal
 from edge_runtime.update.slots import Pointer, Slot
-from edge_runtime.update.updater import Updater, UpdateStatus
+from edge_runtime.update.updater import Updater
 from flows.release.tuf import manifest_to_custom
 
 pytestmark = pytest.mark.slow
