@@ -34,7 +34,7 @@ from edge_runtime.contract import (
 )
 from edge_runtime.update.policy import VersionBelowFloor, check_version_floor
 from flows.release.canary import Verdict
-from flows.release.run import ReleaseError
+from flows.release.candidate import ReleaseError
 
 pytest_plugins = ["test_hub_support"]  # fixtures: sqlite_hub
 
