@@ -14,7 +14,8 @@ from edge_runtime.contract import (
     ModelFile,
     ReleaseManifest,
 )
-from flows.release.tuf import ReleaseRepository, file_digest
+from flows.release.tuf import ReleaseRepository
+from flows.release.tuf_metadata import file_digest
 from hub.models import ChannelState
 
 if TYPE_CHECKING:

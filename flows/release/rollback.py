@@ -18,7 +18,8 @@ from edge_runtime.contract import ReleaseManifest
 from flows.release.candidate import ReleaseError
 from flows.release.publish import next_version, publish
 from flows.release.settings import ReleaseConfig
-from flows.release.tuf import ReleaseRepository, file_digest
+from flows.release.tuf import ReleaseRepository
+from flows.release.tuf_metadata import file_digest
 
 if TYPE_CHECKING:
 

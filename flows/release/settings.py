@@ -11,7 +11,7 @@ import yaml
 
 from configs import default_path
 from flows.release.canary import CanaryConfig, CanaryConfigError
-from flows.release.tuf import ReleaseRepositoryError, RoleExpiry
+from flows.release.tuf_metadata import ReleaseRepositoryError, RoleExpiry
 
 DEFAULT_RELEASE_CONFIG = default_path("release.yaml")
 

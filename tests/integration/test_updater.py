@@ -27,7 +27,7 @@ from edge_runtime.update.config import UpdateStatus
 from edge_runtime.update.policy import Refusal
 from edge_runtime.update.slots import Pointer, Slot
 from edge_runtime.update.updater import Updater
-from flows.release.tuf import manifest_to_custom
+from flows.release.tuf_metadata import manifest_to_custom
 
 pytestmark = pytest.mark.slow
 
