@@ -32,7 +32,7 @@ from flows.labelling.labelstudio_webhook import (
 from flows.labelling.ledger import Ledger
 from flows.labelling.request import bootstrap, request_round
 from flows.labelling.settings import LabellingSettings, load_labelling_settings
-from sim.render import CLASS_NAMES
+from sim.parts import CLASS_NAMES
 from sim.stream import Frame, stream
 
 if TYPE_CHECKING:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from sim import SCENARIOS, UnknownScenarioError, get_scenario
-from sim.render import NUT, render_scene
+from sim.parts import NUT
+from sim.render import render_scene
 from sim.stream import frame_rng
 
 N = 16
