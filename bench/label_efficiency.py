@@ -31,7 +31,8 @@ import cv2
 import numpy as np
 
 from edge_runtime.contract import SampleMeta, SamplePolicy
-from edge_runtime.sampling import frame_view, predictions, uncertainty
+from edge_runtime.sampling.frame import frame_view
+from edge_runtime.sampling.rules import predictions, uncertainty
 from flows.labelling.select import Candidate, candidate, look_of, select_for_labelling
 from flows.offline import use_offline_environment
 from sim.dataset import data_yaml, render_dataset

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from flows.labelling.labelstudio_client import LabelStudioClient, Task
 from flows.labelling.yolo_labels import rectangle
 from sim.annotate import DeskTask, TruthBox
-from sim.render import CLASS_NAMES
+from sim.parts import CLASS_NAMES
 
 
 class LabelStudioDesk:

@@ -607,8 +607,9 @@ def publish_seed(fleet: Fleet, config: DemoConfig, out: Path) -> Any:
     from edge_runtime.detector import Detector
     from edge_runtime.replay import replay_rows, write_parquet
     from edge_runtime.sources import open_source
+    from flows.release.candidate import input_signature, params_hash
     from flows.release.flow import load_release_settings
-    from flows.release.run import build_manifest, input_signature, params_hash, publish
+    from flows.release.publish import build_manifest, publish
     from hub.client import HubClient
 
     reference = out / "seed-release" / "reference.parquet"

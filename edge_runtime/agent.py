@@ -24,10 +24,12 @@ import numpy as np
 
 from edge_runtime.contract import DeviceStatus, FrameStats, UpdateReport
 from edge_runtime.detector import Detector, Inference, ModelInfo
-from edge_runtime.sampling import Sampler, frame_view, grey_hash, to_sample_meta
+from edge_runtime.outbox.spool import Spool
+from edge_runtime.outbox.writer import SpoolWriter
+from edge_runtime.sampling.frame import frame_view, grey_hash
+from edge_runtime.sampling.rules import to_sample_meta
+from edge_runtime.sampling.sampler import Sampler
 from edge_runtime.sources import CapturedFrame
-from edge_runtime.spool import Spool
-from edge_runtime.spool_writer import SpoolWriter
 from edge_runtime.telemetry import ImageStats, UncertaintyBand, frame_stats, image_stats, luma
 
 FRAME_ID_BLOCK = 1000  # frame ids reserved from the spool at a time (one commit per block)

@@ -22,10 +22,11 @@ import numpy as np
 
 from edge_runtime.agent import Agent, Monitor
 from edge_runtime.detector import Detector
-from edge_runtime.sampling import Sampler, build_sampler, load_sampling_config
+from edge_runtime.outbox.spool import Spool
+from edge_runtime.outbox.writer import SpoolWriter
+from edge_runtime.sampling.config import load_sampling_config
+from edge_runtime.sampling.sampler import Sampler, build_sampler
 from edge_runtime.sources import CapturedFrame, open_source
-from edge_runtime.spool import Spool
-from edge_runtime.spool_writer import SpoolWriter
 from edge_runtime.telemetry import UncertaintyBand
 
 WARMUP = 20  # ONNX Runtime needs this many runs before its timings settle

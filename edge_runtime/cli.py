@@ -84,8 +84,9 @@ def _release_name(ctx: click.Context, param: click.Parameter, value: str) -> str
 def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
               version: int) -> None:
     """First install: the trusted root and the first model, for `edge run --state`."""
+    from edge_runtime.update.config import UpdaterError
     from edge_runtime.update.slots import SlotError
-    from edge_runtime.update.updater import Updater, UpdaterError
+    from edge_runtime.update.updater import Updater
 
     try:
         pointer = Updater.provision(state_dir, trusted_root, model, release_id=release_id,
@@ -143,12 +144,15 @@ def run(model: Path | None, state_dir: Path | None, update_every: float, source:
     import numpy as np
 
     from edge_runtime.agent import Agent, Monitor
-    from edge_runtime.sampling import build_sampler, load_sampling_config
+    from edge_runtime.outbox.budget import SpoolBudget
+    from edge_runtime.outbox.spool import Spool
+    from edge_runtime.outbox.uplink import Uplink
+    from edge_runtime.outbox.uplink_policy import UplinkConfig
+    from edge_runtime.outbox.writer import SpoolWriter
+    from edge_runtime.sampling.config import load_sampling_config
+    from edge_runtime.sampling.sampler import build_sampler
     from edge_runtime.sources import open_source, paced
-    from edge_runtime.spool import Spool, SpoolBudget
-    from edge_runtime.spool_writer import SpoolWriter
     from edge_runtime.telemetry import UncertaintyBand
-    from edge_runtime.uplink import Uplink, UplinkConfig
 
     if hub_url and not token:
         raise click.UsageError("--hub needs --token (or EDGELOOP_DEVICE_TOKEN)")
@@ -219,9 +223,9 @@ def _log_progress(progress: Progress, status_file: Path | None) -> None:
 def _model_updates(state_dir: Path, hub_url: str, token: str, threads: int,
                    every_s: float) -> tuple[Detector, UpdateLoop]:
     """The model the updater installed, and the loop that installs the next ones."""
+    from edge_runtime.update.config import UpdaterError
     from edge_runtime.update.loop import UpdateLoop, UpdateLoopConfig, open_updater
     from edge_runtime.update.slots import SlotError
-    from edge_runtime.update.updater import UpdaterError
 
     try:
         updater, detector = open_updater(state_dir, hub_url=hub_url, token=token,

@@ -1,7 +1,7 @@
 """The device API (bearer device token): telemetry, samples, heartbeat, assignment, artefacts,
 and the release flow's signed TUF metadata and targets.
 
-Matches `edge_runtime.uplink`'s wire format. Bodies are read by hand, not by FastAPI, so that
+Matches `edge_runtime.outbox.uplink`'s wire format. Bodies are read by hand, not by FastAPI, so that
 limits apply while they stream and the contract validates each batch once, straight from JSON.
 """
 
@@ -38,7 +38,7 @@ router = APIRouter(tags=["device"])
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # the contract's Name, for path parameters
 PathName = Annotated[str, Path(pattern=NAME_PATTERN)]
 NO_ASSIGNMENT_HEADER = "Edgeloop-Reason"
-# What each refusal means, and what edge_runtime.uplink does about it.
+# What each refusal means, and what edge_runtime.outbox.uplink does about it.
 REFUSALS: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or unknown token: the device keeps its records, backs off"},
     403: {"description": "revoked device, or a write as another device: kept, backs off"},

@@ -115,7 +115,7 @@ class HubClient:
     def health(self) -> dict[str, str]:
         return self._request("GET", "/healthz", token=None).json()  # type: ignore[no-any-return]
 
-    # -- device side (edge_runtime.uplink is the production sender) ----------------------------
+    # -- device side (edge_runtime.outbox.uplink is the production sender) ---------------------
 
     def post_telemetry(self, batch: TelemetryBatch, *, compress: bool = True) -> TelemetryStored:
         body = batch.model_dump_json().encode()

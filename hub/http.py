@@ -77,7 +77,7 @@ def add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, 500)
 
 
-RETRY_LATER = {"Retry-After": "1"}  # seconds; edge_runtime.uplink backs off on its own anyway
+RETRY_LATER = {"Retry-After": "1"}  # seconds; the device's uplink backs off on its own
 
 
 def unavailable_reason(exc: Exception) -> str:

@@ -1,7 +1,8 @@
 """The synthetic production line: conveyor-belt frames with exact ground truth and named drift."""
 
 from sim.conditions import BASELINE, Conditions
-from sim.render import CLASS_NAMES, GroundTruth, render_frame
+from sim.parts import CLASS_NAMES
+from sim.render import GroundTruth, render_frame
 from sim.scenarios import SCENARIOS, Scenario, UnknownScenarioError, get_scenario
 from sim.stream import DriftSchedule, Frame, ScheduleKind, stream
 

@@ -17,7 +17,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from sim.render import CLASS_NAMES, GroundTruth
+from sim.parts import CLASS_NAMES
+from sim.render import GroundTruth
 from sim.scenarios import SCENARIOS, get_scenario
 from sim.stream import Frame, stream
 
@@ -41,7 +42,7 @@ class FrameKey:
 
 @dataclass(frozen=True)
 class TruthBox:
-    cls: int  # index into sim.render.CLASS_NAMES
+    cls: int  # index into sim.parts.CLASS_NAMES
     x1: float  # pixels
     y1: float
     x2: float

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import yaml
 
-from sim.render import CLASS_NAMES
+from sim.parts import CLASS_NAMES
 from sim.stream import stream
 
 JPEG_QUALITY = 92

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from sim.render import CLASS_NAMES
+from sim.parts import CLASS_NAMES
 from sim.scenarios import SCENARIOS
 from sim.stream import stream
 

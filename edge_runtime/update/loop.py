@@ -20,6 +20,7 @@ import numpy as np
 
 from edge_runtime.contract import UpdateReport
 from edge_runtime.detector import Detector, Inference
+from edge_runtime.update.config import Staged, UpdaterConfig, UpdateStatus
 from edge_runtime.update.policy import (
     DeviceInput,
     Health,
@@ -29,7 +30,7 @@ from edge_runtime.update.policy import (
     detection_rate,
 )
 from edge_runtime.update.smoke import live_frame_of, run_frame
-from edge_runtime.update.updater import Staged, Updater, UpdaterConfig, UpdateStatus
+from edge_runtime.update.updater import Updater
 
 log = logging.getLogger(__name__)
 

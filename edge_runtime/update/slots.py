@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.spool import fsync_dir
+from edge_runtime.outbox.storage import fsync_dir
 
 RELEASE_MARKER = "release.json"
 CHUNK = 1 << 20

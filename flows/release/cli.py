@@ -88,7 +88,7 @@ def release(candidate: str, gate: str, channel: str | None, watch: bool, decide:
         _refresh(settings, as_json)
         return
     if not (decide or promote_id or rollback_id):
-        from flows.release.run import candidate_files, read_gate
+        from flows.release.candidate import candidate_files, read_gate
 
         # A refused or incomplete candidate is one line, before Prefect starts.
         candidate_files(Path(project) / candidate, read_gate(Path(project) / gate))
@@ -108,7 +108,7 @@ def release(candidate: str, gate: str, channel: str | None, watch: bool, decide:
 
 
 def _refresh(settings: Any, as_json: bool) -> None:
-    from flows.release.run import refresh_signatures
+    from flows.release.publish import refresh_signatures
     from flows.release.tuf import ReleaseRepository
 
     repo = ReleaseRepository.open(settings.repo_dir, settings.keys_dir,

@@ -5,8 +5,9 @@ telemetry and promotes or rolls back; `release-decision` applies a human's promo
 `serve_release_refresh(interval_s)`). Each decision leaves a markdown artifact with its reasons.
 A rollback publishes the replaced release's files again as a new version (devices never go down).
 
-Thin: the work is in `flows.release.run` (publishing, fetching the canary's telemetry),
-`flows.release.canary` (the verdict) and `flows.release.tuf` (signing). Import this module after
+Thin: the work is in `flows.release.candidate`, `.publish` and `.run` (fetching the canary's
+telemetry, applying its verdict), `.rollback`, `.report`, `flows.release.canary` (the verdict) and
+`flows.release.tuf` (signing). Import this module after
 `flows.offline.use_offline_environment` (Prefect reads its settings on import).
 """
 
@@ -24,26 +25,21 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from edge_runtime.contract import Lineage, ReleaseManifest
+from edge_runtime.contract import MODEL_FILE, Lineage, ReleaseManifest
 from flows.release.canary import CanaryVerdict, Verdict
-from flows.release.run import (
-    MODEL_FILE,
+from flows.release.candidate import (
     ReleaseError,
-    apply_verdict,
-    build_manifest,
     candidate_files,
     dataset_increments,
     dataset_version,
     git_head,
     input_signature,
-    judge_canary,
-    next_version,
     params_hash,
-    publish,
     read_gate,
-    refresh_signatures,
-    verdict_markdown,
 )
+from flows.release.publish import build_manifest, next_version, publish, refresh_signatures
+from flows.release.report import verdict_markdown
+from flows.release.run import apply_verdict, judge_canary
 from flows.release.settings import ReleaseConfig, load_release_config
 from flows.release.tuf import ReleaseRepository
 from hub.client import HubClient

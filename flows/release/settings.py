@@ -10,7 +10,7 @@ from typing import Any
 from configs import default_path
 from configs.loader import SettingsError, build, layered
 from flows.release.canary import CanaryConfig
-from flows.release.tuf import ReleaseRepositoryError, RoleExpiry
+from flows.release.tuf_metadata import ReleaseRepositoryError, RoleExpiry
 
 DEFAULT_RELEASE_CONFIG = default_path("release.yaml")
 

@@ -11,19 +11,12 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import hashlib
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from pydantic import ValidationError
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import (
     Metadata,
@@ -37,84 +30,24 @@ from tuf.api.metadata import (
 )
 
 from edge_runtime.contract import TARGET_MANIFEST_FIELD, ReleaseManifest
+from flows.release.tuf_metadata import (
+    ReleaseRepositoryError,
+    RoleExpiry,
+    check_dirs,
+    copy_atomically,
+    file_digest,
+    load_signer,
+    manifest_of,
+    manifest_to_custom,
+    utc_now,
+    write_atomically,
+)
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 SETTINGS_FILE = "repository.json"  # beside metadata/ and targets/: the expiry per role
 LOCK_FILE = ".lock"  # one writer at a time: each change bumps versions read from disk
 P = ParamSpec("P")
 R = TypeVar("R")
-CHUNK_BYTES = 1024 * 1024
-
-
-class ReleaseRepositoryError(ValueError):
-    """The repository or its keys are missing or inconsistent, or a release does not fit."""
-
-
-@dataclass(frozen=True)
-class RoleExpiry:
-    """How long each role's metadata stays valid after it is signed."""
-
-    root: timedelta = timedelta(days=365)
-    targets: timedelta = timedelta(days=90)
-    snapshot: timedelta = timedelta(days=7)
-    timestamp: timedelta = timedelta(days=1)
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, timedelta) or value <= timedelta(0):
-                raise ReleaseRepositoryError(f"expiry of {f.name} must be a positive "
-                                             f"timedelta, got {value!r}")
-
-    def of(self, role: str) -> timedelta:
-        value: timedelta = getattr(self, role)
-        return value
-
-    def as_dict(self) -> dict[str, float]:
-        return {name: value.total_seconds() for name, value in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, float]) -> RoleExpiry:
-        return cls(**{name: timedelta(seconds=float(s)) for name, s in values.items()})
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Temp file in the same folder, fsync, os.replace: a reader sees the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if mode is None else mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _copy_atomically(source: Path, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def file_digest(path: Path) -> tuple[str, int]:
-    """sha256 (hex) and size in bytes of a file, read in chunks."""
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as source:
-        while chunk := source.read(CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def _exclusive(method: Callable[Concatenate[ReleaseRepository, P], R]
@@ -137,10 +70,6 @@ def _exclusive(method: Callable[Concatenate[ReleaseRepository, P], R]
     return locked
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 class ReleaseRepository:
     """A TUF repository on disk whose targets are model release files."""
 
@@ -159,7 +88,7 @@ class ReleaseRepository:
     def create(cls, repo_dir: Path, keys_dir: Path, *,
                expiry: RoleExpiry = RoleExpiry()) -> ReleaseRepository:
         """A new repository: root v1, one fresh key per role, no targets yet."""
-        repo_dir, keys_dir = _check_dirs(repo_dir, keys_dir)
+        repo_dir, keys_dir = check_dirs(repo_dir, keys_dir)
         if (repo_dir / "metadata" / "root.json").exists():
             raise ReleaseRepositoryError(f"{repo_dir} already holds a TUF repository")
         signers = {role: CryptoSigner.generate_ed25519() for role in ROLES}
@@ -168,7 +97,7 @@ class ReleaseRepository:
             repo._save_key(signer)
         write_atomically(repo_dir / SETTINGS_FILE,
                          json.dumps({"expiry": expiry.as_dict()}, indent=2).encode(), 0o644)
-        now = _now()
+        now = utc_now()
         root = Root(expires=now + expiry.root, consistent_snapshot=False)
         for role, signer in signers.items():
             root.add_key(signer.public_key, role)
@@ -183,7 +112,7 @@ class ReleaseRepository:
     def open(cls, repo_dir: Path, keys_dir: Path, *,
              expiry: RoleExpiry | None = None) -> ReleaseRepository:
         """An existing repository with its keys; `expiry` overrides the one it was created with."""
-        repo_dir, keys_dir = _check_dirs(repo_dir, keys_dir)
+        repo_dir, keys_dir = check_dirs(repo_dir, keys_dir)
         root_path = repo_dir / "metadata" / "root.json"
         if not root_path.is_file():
             raise ReleaseRepositoryError(f"no TUF repository at {repo_dir} (no {root_path}): "
@@ -197,7 +126,7 @@ class ReleaseRepository:
             except (ValueError, KeyError, TypeError) as exc:
                 raise ReleaseRepositoryError(f"{repo_dir / SETTINGS_FILE}: {exc}") from None
         root = Metadata[Root].from_file(str(root_path)).signed
-        signers = {role: _load_signer(keys_dir, root, role) for role in ROLES}
+        signers = {role: load_signer(keys_dir, root, role) for role in ROLES}
         return cls(repo_dir, keys_dir, expiry, signers)
 
     # -- releases ----------------------------------------------------------------------------
@@ -222,7 +151,7 @@ class ReleaseRepository:
                     f"release {manifest.release_id}: {source} has sha256 {sha256} and "
                     f"{size} bytes, the manifest lists {expected.sha256} and {expected.size}")
             path = f"{manifest.release_id}/{name}"
-            _copy_atomically(Path(source), self.targets_dir / path)
+            copy_atomically(Path(source), self.targets_dir / path)
             targets.signed.targets[path] = TargetFile(
                 size, {"sha256": sha256}, path, unrecognized_fields={"custom": custom})
         self._bump_targets(targets)
@@ -231,12 +160,12 @@ class ReleaseRepository:
         """The manifest a release was signed with (from its targets' custom field)."""
         for target in self._load("targets", Targets).signed.targets.values():
             if target.path.split("/", 1)[0] == release_id:
-                return _manifest_of(target)
+                return manifest_of(target)
         raise ReleaseRepositoryError(f"no release {release_id!r} in {self.repo_dir}")
 
     def manifests(self) -> list[ReleaseManifest]:
         """Every signed release, by version."""
-        found = {m.release_id: m for m in map(_manifest_of, self._load(
+        found = {m.release_id: m for m in map(manifest_of, self._load(
             "targets", Targets).signed.targets.values())}
         return sorted(found.values(), key=lambda m: m.version)
 
@@ -265,7 +194,7 @@ class ReleaseRepository:
         root = self._load("root", Root)
         if root.signed.expires <= limit:
             root.signed.version += 1
-            root.signed.expires = _now() + self.expiry.root
+            root.signed.expires = utc_now() + self.expiry.root
             self._write_root(root, [self._signers["root"]])
             done.append("root")
         targets = self._load("targets", Targets)
@@ -293,7 +222,7 @@ class ReleaseRepository:
         self._signers[role] = new
         root_signers = [old, new] if role == "root" else [self._signers["root"]]
         root.signed.version += 1
-        root.signed.expires = _now() + self.expiry.root
+        root.signed.expires = utc_now() + self.expiry.root
         self._write_root(root, root_signers)
         if role == "targets":
             self._bump_targets(self._load("targets", Targets))
@@ -313,10 +242,10 @@ class ReleaseRepository:
         root = Metadata[Root].from_file(str(root_path)).signed
         for role in ROLES:
             if self._signers[role].public_key.keyid not in root.roles[role].keyids:
-                self._signers[role] = _load_signer(self.keys_dir, root, role)
+                self._signers[role] = load_signer(self.keys_dir, root, role)
 
     def _check_new(self, manifest: ReleaseManifest, targets: Targets) -> None:
-        known = {m.release_id: m.version for m in map(_manifest_of, targets.targets.values())}
+        known = {m.release_id: m.version for m in map(manifest_of, targets.targets.values())}
         if manifest.release_id in known:
             raise ReleaseRepositoryError(f"release {manifest.release_id!r} is already signed")
         highest = max(known.values(), default=0)
@@ -349,7 +278,7 @@ class ReleaseRepository:
 
     def _sign_and_write(self, role: str, md: Metadata[Any]) -> None:
         md.signed.version += 1
-        md.signed.expires = _now() + self.expiry.of(role)
+        md.signed.expires = utc_now() + self.expiry.of(role)
         md.sign(self._signers[role])
         write_atomically(self.metadata_dir / f"{role}.json", md.to_bytes(), 0o644)
 
@@ -377,48 +306,3 @@ class ReleaseRepository:
     def _save_key(self, signer: CryptoSigner) -> None:
         self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomically(self._key_path(signer), signer.private_bytes, 0o600)
-
-
-def _check_dirs(repo_dir: Path, keys_dir: Path) -> tuple[Path, Path]:
-    repo_dir, keys_dir = Path(repo_dir).resolve(), Path(keys_dir).resolve()
-    if _inside(keys_dir, repo_dir) or _inside(repo_dir, keys_dir):
-        raise ReleaseRepositoryError(f"keys {keys_dir} must live outside the repository "
-                                     f"{repo_dir} (which is served to devices)")
-    return repo_dir, keys_dir
-
-
-def _load_signer(keys_dir: Path, root: Root, role: str) -> CryptoSigner:
-    """The signer of the role's current key (threshold 1), from `<keyid>.pem` in keys_dir."""
-    for keyid in root.roles[role].keyids:
-        path = keys_dir / f"{keyid}.pem"
-        if path.is_file():
-            private = load_pem_private_key(path.read_bytes(), None)
-            return CryptoSigner(private, root.get_key(keyid))  # type: ignore[arg-type]
-    raise ReleaseRepositoryError(f"no private key of role {role} in {keys_dir} (looked for "
-                                 f"{', '.join(k + '.pem' for k in root.roles[role].keyids)})")
-
-
-def manifest_to_custom(manifest: ReleaseManifest) -> dict[str, Any]:
-    """The manifest as a target's custom field. TUF signs canonical JSON, which has no floats:
-    floats become their decimal strings, which `ReleaseManifest.model_validate` reads back as
-    the same floats (so a device needs nothing but the contract)."""
-    return _floats_as_text(manifest.model_dump(mode="json"))  # type: ignore[no-any-return]
-
-
-def _floats_as_text(value: Any) -> Any:
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, dict):
-        return {k: _floats_as_text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_floats_as_text(v) for v in value]
-    return value
-
-
-def _manifest_of(target: TargetFile) -> ReleaseManifest:
-    custom = target.unrecognized_fields.get("custom") or {}
-    try:
-        return ReleaseManifest.model_validate(custom[TARGET_MANIFEST_FIELD])
-    except (KeyError, TypeError, ValidationError) as exc:
-        raise ReleaseRepositoryError(f"target {target.path} carries no valid release manifest: "
-                                     f"{exc}") from None

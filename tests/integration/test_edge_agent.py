@@ -7,10 +7,12 @@ import pytest
 
 from edge_runtime.agent import Agent, Monitor
 from edge_runtime.detector import Detector
-from edge_runtime.sampling import FrameView, SampleDecision, build_sampler, load_sampling_config
+from edge_runtime.outbox.spool import Spool
+from edge_runtime.outbox.writer import SpoolWriter
+from edge_runtime.sampling.config import load_sampling_config
+from edge_runtime.sampling.frame import FrameView, SampleDecision
+from edge_runtime.sampling.sampler import build_sampler
 from edge_runtime.sources import open_source
-from edge_runtime.spool import Spool
-from edge_runtime.spool_writer import SpoolWriter
 from edge_runtime.telemetry import UncertaintyBand
 from tests.support.paths import ROOT
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from edge_runtime.spool import Spool
+from edge_runtime.outbox.spool import Spool
 from sim.dataset import render_dataset
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge_runtime.spool import Spool
+from edge_runtime.outbox.spool import Spool
 from sim.stream import stream
 from tests.support.hub import RunningHub
 

@@ -31,7 +31,7 @@ from flows.labelling.labelstudio_webhook import (
 from flows.labelling.ledger import Ledger
 from flows.labelling.request import bootstrap, request_round
 from flows.labelling.settings import LabellingSettings, load_labelling_settings
-from sim.render import CLASS_NAMES
+from sim.parts import CLASS_NAMES
 from sim.stream import Frame, stream
 from tests.support.hub import ADMIN_TOKEN, RunningHub, hub_settings, running_hub
 from tests.support.paths import ROOT

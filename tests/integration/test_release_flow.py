@@ -32,7 +32,7 @@ from edge_runtime.contract import (
 )
 from edge_runtime.update.policy import VersionBelowFloor, check_version_floor
 from flows.release.canary import Verdict
-from flows.release.run import ReleaseError
+from flows.release.candidate import ReleaseError
 from tests.support.drift_telemetry import records, telemetry
 from tests.support.hub import ADMIN_TOKEN, RunningHub
 

@@ -20,7 +20,7 @@ from edge_runtime.detector import Detector
 from flows.dvc_dataset import commit_folder
 from flows.retrain.run import STAGES, RetrainError, pin_dataset
 from sim.dataset import data_yaml, render_dataset, render_labelled_increment
-from sim.render import CLASS_NAMES
+from sim.parts import CLASS_NAMES
 from tests.support.netguard import SITE_DIR
 
 pytestmark = pytest.mark.slow

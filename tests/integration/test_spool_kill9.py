@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from edge_runtime.spool import Spool, SpoolBudget
+from edge_runtime.outbox.budget import SpoolBudget
+from edge_runtime.outbox.spool import Spool
 from tests.support.procs import SPOOL_WRITER
 
 ROUNDS = 12

@@ -14,10 +14,11 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets, Timestamp
 
 from edge_runtime.contract import MODEL_FILE, TARGET_MANIFEST_FIELD
+from edge_runtime.update.config import UpdateStatus
 from edge_runtime.update.policy import Refusal
 from edge_runtime.update.slots import Pointer, Slot
-from edge_runtime.update.updater import Updater, UpdateStatus
-from flows.release.tuf import manifest_to_custom
+from edge_runtime.update.updater import Updater
+from flows.release.tuf_metadata import manifest_to_custom
 from tests.support.updater import (
     Rig,
     build_models,

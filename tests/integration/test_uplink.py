@@ -28,9 +28,11 @@ from edge_runtime.contract import (
     SamplePolicy,
     TelemetryBatch,
 )
-from edge_runtime.spool import Spool, SpoolBudget, SpoolCounter
-from edge_runtime.spool_writer import SpoolWriter
-from edge_runtime.uplink import Uplink, UplinkConfig
+from edge_runtime.outbox.budget import SpoolBudget, SpoolCounter
+from edge_runtime.outbox.spool import Spool
+from edge_runtime.outbox.uplink import Uplink
+from edge_runtime.outbox.uplink_policy import UplinkConfig
+from edge_runtime.outbox.writer import SpoolWriter
 
 DEVICE = "cam-7"
 TOKEN = "device-token-7"

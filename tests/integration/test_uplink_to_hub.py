@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_runtime.contract import DeviceStatus
-from edge_runtime.spool import Spool
-from edge_runtime.uplink import Uplink, UplinkConfig
+from edge_runtime.outbox.spool import Spool
+from edge_runtime.outbox.uplink import Uplink
+from edge_runtime.outbox.uplink_policy import UplinkConfig
 from tests.support.hub import RunningHub, hub_settings, running_hub
 from tests.support.records import jpeg, meta, stats
 

@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 
 from edge_runtime.contract import FrameStats, SampleMeta
-from edge_runtime.spool import Spool, SpoolBudget, SpoolCounter
-from edge_runtime.uplink import Uplink, UplinkConfig
+from edge_runtime.outbox.budget import SpoolBudget, SpoolCounter
+from edge_runtime.outbox.spool import Spool
+from edge_runtime.outbox.uplink import Uplink
+from edge_runtime.outbox.uplink_policy import UplinkConfig
 from tests.support.flapping_link import FlappingLink
 from tests.support.hub import RunningHub
 from tests.support.procs import EDGE_AGENT
@@ -77,7 +79,7 @@ def test_corrupt_spool_is_moved_aside_and_a_fresh_one_takes_records(
     _corrupt(path, how)
     corrupt_bytes = path.read_bytes()
 
-    with caplog.at_level(logging.WARNING, logger="edge_runtime.spool"), Spool(path) as spool:
+    with caplog.at_level(logging.WARNING, logger="edge_runtime.outbox.spool"), Spool(path) as spool:
         moved = spool.quarantined_to
         spool.add_telemetry([record("cam-q", spool.reserve_frame_ids(1))])
         left = spool.stats()

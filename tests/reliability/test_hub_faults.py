@@ -23,8 +23,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from edge_runtime.spool import Spool
-from edge_runtime.uplink import Uplink, UplinkConfig
+from edge_runtime.outbox.spool import Spool
+from edge_runtime.outbox.uplink import Uplink
+from edge_runtime.outbox.uplink_policy import UplinkConfig
 from hub.http import unavailable_reason
 from tests.support.hub import RunningHub, hub_settings, running_hub
 from tests.support.postgres import PG_DEFAULT, empty_pg
@@ -89,7 +90,7 @@ def uplink_failures(caplog: pytest.LogCaptureFixture) -> Counter[str]:
     """Every failed request of the Uplink, by HTTP status ('transport' when there was none)."""
     failures: Counter[str] = Counter()
     for record in caplog.records:
-        if record.name == "edge_runtime.uplink" and "will retry" in record.getMessage():
+        if record.name == "edge_runtime.outbox.uplink" and "will retry" in record.getMessage():
             status = re.search(r": HTTP (\d{3}):", record.getMessage())
             failures[status.group(1) if status else "transport"] += 1
     return failures

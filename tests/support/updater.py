@@ -28,8 +28,9 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
 
 from edge_runtime.contract import MODEL_FILE, InputSignature, ModelFile, ReleaseManifest
+from edge_runtime.update.config import UpdaterConfig
 from edge_runtime.update.policy import DeviceInput, HealthBudget, SmokeBudget
-from edge_runtime.update.updater import Updater, UpdaterConfig
+from edge_runtime.update.updater import Updater
 from flows.release.tuf import ReleaseRepository
 from sim.stream import stream
 

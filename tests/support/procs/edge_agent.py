@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from edge_runtime.contract import FrameStats, SampleMeta
-from edge_runtime.spool import Spool
+from edge_runtime.outbox.spool import Spool
 from edgeloop_cli import main
 
 

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge_runtime.contract import FrameStats
-from edge_runtime.spool import Spool, SpoolBudget
+from edge_runtime.outbox.budget import SpoolBudget
+from edge_runtime.outbox.spool import Spool
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

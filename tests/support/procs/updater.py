@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.update.config import UpdaterConfig
 from edge_runtime.update.policy import DeviceInput, HealthBudget, Phase, SmokeBudget
-from edge_runtime.update.updater import Updater, UpdaterConfig
+from edge_runtime.update.updater import Updater
 
 
 def main(state_dir: Path, hub_url: str, token: str, release_id: str, frames_path: Path,

@@ -13,27 +13,20 @@ import pytest
 
 from edge_runtime.contract import SampleMeta, SamplePolicy
 from edge_runtime.detector import Detections, Inference, Letterbox, thumbnail
-from edge_runtime.sampling import (
+from edge_runtime.sampling.config import (
     DuplicateConfig,
     EmptyPolicyConfig,
-    FrameView,
-    NullSampler,
     RandomPolicyConfig,
     RareClassPolicyConfig,
-    SampleDecision,
-    Sampler,
     SamplingConfig,
     SamplingConfigError,
     UncertainPolicyConfig,
-    build_sampler,
-    frame_view,
-    hamming,
     load_sampling_config,
     parse_sampling_config,
-    thumbnail_hash,
-    to_sample_meta,
-    uncertainty,
 )
+from edge_runtime.sampling.frame import FrameView, SampleDecision, frame_view, thumbnail_hash
+from edge_runtime.sampling.rules import hamming, to_sample_meta, uncertainty
+from edge_runtime.sampling.sampler import NullSampler, Sampler, build_sampler
 
 NAMES = ("nut", "washer", "bolt")
 NUT, WASHER, BOLT = range(3)

@@ -11,13 +11,9 @@ from pathlib import Path
 import pytest
 
 from edge_runtime.contract import FrameStats, SampleMeta, SamplePolicy
-from edge_runtime.spool import (
-    Spool,
-    SpoolBudget,
-    SpoolCounter,
-    SpoolError,
-)
-from edge_runtime.spool_writer import SpoolWriter
+from edge_runtime.outbox.budget import SpoolBudget, SpoolCounter, SpoolError
+from edge_runtime.outbox.spool import Spool
+from edge_runtime.outbox.writer import SpoolWriter
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from edge_runtime.uplink import UplinkConfig, UplinkError, Verdict, backoff_delay, classify
+from edge_runtime.outbox.uplink_policy import (
+    UplinkConfig,
+    UplinkError,
+    Verdict,
+    backoff_delay,
+    classify,
+)
 
 
 def test_backoff_without_jitter_doubles_from_base_up_to_cap() -> None:

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from sim import BASELINE, CLASS_NAMES, Conditions, get_scenario
-from sim.render import MIN_VISIBLE, frame_height, render_scene
+from sim.parts import MIN_VISIBLE
+from sim.render import frame_height, render_scene
 from sim.stream import frame_rng
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sim import BASELINE, SCENARIOS, Conditions, Scenario, UnknownScenarioError, get_scenario
-from sim.render import NUT, render_scene
+from sim.parts import NUT
+from sim.render import render_scene
 from sim.stream import frame_rng
 
 N = 16

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.contract import DeviceStatus
+from edge_runtime.update.config import Staged, UpdateStatus
 from edge_runtime.update.loop import (
     UpdateLoop,
     UpdateLoopConfig,
@@ -32,7 +33,6 @@ from edge_runtime.update.policy import (
     judge_health,
     next_phase,
 )
-from edge_runtime.update.updater import Staged, UpdateStatus
 
 WHEN = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 KEEP = 3  # frames the loop keeps for the smoke test

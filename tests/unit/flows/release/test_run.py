@@ -11,10 +11,10 @@ import pytest
 
 from edge_runtime.contract import InputSignature, Lineage, ModelFile, ReleaseManifest
 from edge_runtime.update.policy import VersionBelowFloor, check_version_floor
-from flows.release.run import (
+from flows.release.candidate import ReleaseError
+from flows.release.rollback import (
     RESTORES,
     ROLLBACK_OF,
-    ReleaseError,
     release_to_restore,
     rollback_manifest,
     signed_files,

@@ -15,13 +15,15 @@ from tuf.api.metadata import Metadata
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
-from edge_runtime.contract import InputSignature, Lineage, ModelFile, ReleaseManifest
-from flows.release.tuf import (
+from edge_runtime.contract import (
     TARGET_MANIFEST_FIELD,
-    ReleaseRepository,
-    ReleaseRepositoryError,
-    RoleExpiry,
+    InputSignature,
+    Lineage,
+    ModelFile,
+    ReleaseManifest,
 )
+from flows.release.tuf import ReleaseRepository
+from flows.release.tuf_metadata import ReleaseRepositoryError, RoleExpiry
 
 BASE = "http://repo.invalid"
 

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from edge_runtime.contract import FrameStats, SampleMeta
-from edge_runtime.spool import Spool, SpoolCounter, SpoolError
+from edge_runtime.outbox.budget import SpoolCounter, SpoolError
+from edge_runtime.outbox.spool import Spool
 
 log = logging.getLogger(__name__)
 
