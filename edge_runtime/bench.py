@@ -1,6 +1,6 @@
 """Measures the agent on this device: inference, the monitoring step, and the pipelined loop.
 
-A device keeps a few hundred frames an hour (`configs/sampling.yaml`): within its first
+A device keeps a few hundred frames an hour (the packaged `sampling.yaml`): within its first
 minutes every policy whose rule fires has spent its hourly budget, and from then on it keeps a
 frame only when the hour's window frees one. The bench measures that steady state: before
 timing, frames run until a budget is spent. `steady=False` times the first frames of an hour
@@ -22,12 +22,11 @@ import numpy as np
 
 from edge_runtime.agent import Agent, Monitor
 from edge_runtime.detector import Detector
+from edge_runtime.device import Device, DeviceSettings
 from edge_runtime.outbox.spool import Spool
-from edge_runtime.outbox.writer import SpoolWriter
 from edge_runtime.sampling.config import load_sampling_config
-from edge_runtime.sampling.sampler import Sampler, build_sampler
+from edge_runtime.sampling.sampler import Sampler
 from edge_runtime.sources import CapturedFrame, open_source
-from edge_runtime.telemetry import UncertaintyBand
 
 WARMUP = 20  # ONNX Runtime needs this many runs before its timings settle
 MAX_SPEND_FRAMES = 2000  # the most frames run to spend the sampler's budgets
@@ -43,18 +42,16 @@ def _over_budget(sampler: Sampler) -> int:
 
 
 def run_bench(model: Path, *, imgsz: int, frames: int, threads: int, spool_dir: Path,
-              sampling_path: Path, steady: bool = True, runs: int = 5) -> dict[str, object]:
-    detector = Detector(model, imgsz=imgsz, threads=threads)
-    config = load_sampling_config(sampling_path)
-    band = config.uncertain.band if config.uncertain else UncertaintyBand()
+              sampling_path: Path | None = None, steady: bool = True, runs: int = 5
+              ) -> dict[str, object]:
+    device = Device(DeviceSettings(
+        sampling=load_sampling_config(sampling_path, project=Path.cwd()), device_id="bench",
+        model=model, imgsz=imgsz, threads=threads, spool_dir=spool_dir, seed=0))
+    detector, monitor, spool, agent = device.detector, device.monitor, device.spool, device.agent
+    sampler = device.sampler
     # Frames from the synthetic line at the network's width, rendered before timing starts.
     source = open_source("sim:baseline", sim_width=imgsz, sim_name="bench")
     images = [next(source) for _ in range(min(frames, 100))]
-    spool = Spool(spool_dir / "bench.sqlite")
-    writer = SpoolWriter(spool)
-    sampler = build_sampler(config, np.random.default_rng(0))
-    monitor = Monitor(sampler, writer, device_id="bench", band=band)
-    agent = Agent(detector, monitor, spool)
     warmup = last_kept = 0
     while warmup < WARMUP or (steady and warmup < MAX_SPEND_FRAMES and not _over_budget(sampler)
                               and warmup - last_kept < IDLE_FRAMES):
@@ -73,8 +70,7 @@ def run_bench(model: Path, *, imgsz: int, frames: int, threads: int, spool_dir: 
         loops.append(_pipelined_fps(detector, monitor, spool, images, frames))
     ratios = [_pct_of_inference(fps, loop_p50) for fps, _, loop_p50 in loops]
     fps, _, loop_infer_p50 = loops[ratios.index(statistics.median_low(ratios))]
-    writer.close()
-    spool.close()
+    device.close()
     infer_p50, monitor_p50 = float(np.median(infer_ms)), float(np.median(monitor_ms))
     return {
         "imgsz": imgsz,

@@ -3,9 +3,10 @@ its pipeline, benchmark it."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,7 +14,6 @@ from edge_runtime.detector import Detector
 
 if TYPE_CHECKING:
     from edge_runtime.agent import Progress
-    from edge_runtime.update.loop import UpdateLoop
 
 MODEL = click.option("--model", required=True, type=click.Path(path_type=Path, dir_okay=False),
                      help="YOLO detection model exported to ONNX.")
@@ -103,10 +103,10 @@ def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
 @click.option("--state", "state_dir", default=None,
               type=click.Path(path_type=Path, file_okay=False),
               help="The updater's state folder, made by `edge provision` (instead of --model).")
-@click.option("--update-every", default=60.0, show_default=True,
-              type=click.FloatRange(min=0.1),
-              help="Seconds between polls of the hub for a new release (with --state).")
-@click.option("--source", required=True,
+@click.option("--update-every", "update_every_s", default=None, type=click.FloatRange(min=0.1),
+              help="Seconds between polls of the hub for a new release (with --state; "
+                   "default 60).")
+@click.option("--source", default=None,
               help="Image folder, video file, camera index, rtsp/http URL, or the simulator "
                    "as sim:SCENARIO[@ONSET][,SCENARIO@ONSET...] (each scenario from its onset "
                    "frame on, e.g. sim:new_variant@600,camera_bump@300).")
@@ -114,98 +114,58 @@ def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
               help="Pace the source to at most this many frames per second (a camera's rate; "
                    "the simulator is otherwise as fast as the CPU).")
 @click.option("--hub", "hub_url", default=None, help="Hub URL; without it the spool only fills.")
-@click.option("--device-id", default="edge-1", show_default=True)
-@click.option("--token", default=None, envvar="EDGELOOP_DEVICE_TOKEN",
-              help="Device token for the hub (or EDGELOOP_DEVICE_TOKEN).")
-@click.option("--spool", "spool_dir", default=Path("var/spool"), show_default=True,
-              type=click.Path(path_type=Path, file_okay=False), help="Folder of the outbox.")
-@click.option("--spool-mb", default=512, show_default=True, type=click.IntRange(min=1),
-              help="Disk budget of the spool; frames are dropped before statistics.")
-@click.option("--sampling", "sampling_path", default=Path("configs/sampling.yaml"),
-              show_default=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--device-id", default=None,
+              help="This device's name at the hub (or EDGELOOP_DEVICE_ID; default edge-1).")
+@click.option("--token", default=None, help="Device token for the hub (or EDGELOOP_DEVICE_TOKEN).")
+@click.option("--spool", "spool_dir", default=None,
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of the outbox (default var/spool).")
+@click.option("--spool-mb", default=None, type=click.IntRange(min=1),
+              help="Disk budget of the spool in MiB (default 512); frames go before statistics.")
+@click.option("--sampling", "sampling_path", default=None,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Sampling policy over the packaged one, the project's configs/sampling.yaml "
+                   "and edgeloop.yaml (sampling:).")
+@click.option("--config", default=None, type=click.Path(path_type=Path, dir_okay=False),
+              help="Device settings (these options' names with _) over the packaged edge.yaml, "
+                   "the project's configs/edge.yaml and edgeloop.yaml (edge:); the "
+                   "environment and these options win.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="Stop after this many frames (default: until the source ends).")
 @IMGSZ
-@THREADS
+@click.option("--threads", type=click.IntRange(min=0), default=None,
+              help="ONNX Runtime intra-op threads (default 0 = one per core).")
 @click.option("--log-every", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between progress lines.")
 @click.option("--status-file", default=None, type=click.Path(path_type=Path, dir_okay=False),
               help="Also write each progress line as JSON to this file (replaced atomically): "
                    "for a local health check or a supervisor.")
-def run(model: Path | None, state_dir: Path | None, update_every: float, source: str,
-        fps: float | None, hub_url: str | None, device_id: str, token: str | None,
-        spool_dir: Path, spool_mb: int, sampling_path: Path, max_frames: int | None,
-        imgsz: int | None, threads: int, log_every: float, status_file: Path | None) -> None:
+def run(config: Path | None, sampling_path: Path | None, max_frames: int | None,
+        log_every: float, status_file: Path | None, **flags: Any) -> None:
     """Run the agent: infer on every frame, log telemetry, keep samples, upload when online.
 
     With --state it serves the release the updater installed, and installs the releases the
     hub assigns while it runs: a new model that fails on live frames is rolled back.
     """
-    import numpy as np
+    from edge_runtime.device import Device, load_device_settings
+    from edge_runtime.update.config import UpdaterError
+    from edge_runtime.update.slots import SlotError
 
-    from edge_runtime.agent import Agent, Monitor
-    from edge_runtime.outbox.budget import SpoolBudget
-    from edge_runtime.outbox.spool import Spool
-    from edge_runtime.outbox.uplink import Uplink
-    from edge_runtime.outbox.uplink_policy import UplinkConfig
-    from edge_runtime.outbox.writer import SpoolWriter
-    from edge_runtime.sampling.config import load_sampling_config
-    from edge_runtime.sampling.sampler import build_sampler
-    from edge_runtime.sources import open_source, paced
-    from edge_runtime.telemetry import UncertaintyBand
-
-    if hub_url and not token:
-        raise click.UsageError("--hub needs --token (or EDGELOOP_DEVICE_TOKEN)")
-    updates: UpdateLoop | None = None
-    if state_dir is not None:
-        if model is not None or imgsz is not None:
-            raise click.UsageError("--state serves the release installed there: it cannot go "
-                                   "with --model or --imgsz")
-        if not (hub_url and token):
-            raise click.UsageError("--state needs --hub and --token: releases come from the hub")
-        detector, updates = _model_updates(state_dir, hub_url, token, threads, update_every)
-    elif model is not None:
-        detector = Detector(model, imgsz=imgsz, threads=threads)
-    else:
-        raise click.UsageError("give --model, or --state for a device with model updates")
-    config = load_sampling_config(sampling_path)
-    frames = open_source(source, sim_name=device_id)
-    if fps is not None:
-        frames = paced(frames, fps)
-    spool = Spool(spool_dir / f"{device_id}.sqlite", SpoolBudget(max_bytes=spool_mb * 2**20))
-    writer = SpoolWriter(spool)
-    band = config.uncertain.band if config.uncertain else UncertaintyBand()
-    monitor = Monitor(build_sampler(config, np.random.default_rng()), writer,
-                      device_id=device_id, band=band)
-    agent = Agent(detector, monitor, spool, updates=updates)
-    uplink = None
-    if hub_url and token:
-        uplink = Uplink(spool, UplinkConfig(hub_url=hub_url, device_id=device_id, token=token),
-                        device_status=agent.status)
-        uplink.start()
-    if updates is not None:
-        if uplink is not None:
-            updates.on_change = uplink.send_heartbeat  # the hub learns of a swap or a rollback
-        updates.start()
-    click.echo(f"edge agent {device_id}: model {detector.info.version} "
-               f"({', '.join(detector.info.names)}) on {detector.info.providers[0]}, "
-               f"source {source}, spool {spool.path}", err=True)
+    settings = load_device_settings(os.environ, project=Path.cwd(), config=config,
+                                    sampling=sampling_path, **flags)
     try:
-        final = agent.run(frames, max_frames=max_frames, log_every_s=log_every,
-                          log=lambda p: _log_progress(p, status_file))
-    except KeyboardInterrupt:
-        final = agent.progress(0.0)
-    finally:
-        if updates is not None:
-            updates.stop()
-        writer.close()
-        if uplink:
-            uplink.stop(timeout=10)
-            uplink.flush()  # what the last seconds logged goes out before we exit
-            uplink.send_heartbeat()  # and where the device ended up
-            uplink.close()
+        device = Device(settings)
+    except (UpdaterError, SlotError) as error:
+        raise click.ClickException(str(error)) from None
+    with device:
+        frames = device.frames()  # a source that cannot be opened is refused before the run
+        info = device.detector.info
+        click.echo(f"edge agent {settings.device_id}: model {info.version} "
+                   f"({', '.join(info.names)}) on {info.providers[0]}, "
+                   f"source {settings.source}, spool {device.spool.path}", err=True)
+        final = device.run(frames, max_frames=max_frames, log_every_s=log_every,
+                           log=lambda p: _log_progress(p, status_file))
     click.echo(final.line(), err=True)
-    spool.close()
 
 
 def _log_progress(progress: Progress, status_file: Path | None) -> None:
@@ -220,28 +180,14 @@ def _log_progress(progress: Progress, status_file: Path | None) -> None:
         partial.replace(status_file)
 
 
-def _model_updates(state_dir: Path, hub_url: str, token: str, threads: int,
-                   every_s: float) -> tuple[Detector, UpdateLoop]:
-    """The model the updater installed, and the loop that installs the next ones."""
-    from edge_runtime.update.config import UpdaterError
-    from edge_runtime.update.loop import UpdateLoop, UpdateLoopConfig, open_updater
-    from edge_runtime.update.slots import SlotError
-
-    try:
-        updater, detector = open_updater(state_dir, hub_url=hub_url, token=token,
-                                         threads=threads)
-    except (UpdaterError, SlotError) as error:
-        raise click.ClickException(str(error)) from None
-    return detector, UpdateLoop(updater, UpdateLoopConfig(every_s=every_s))
-
-
 @edge.command()
 @MODEL
 @click.option("--imgsz", type=click.IntRange(min=32), default=640, show_default=True)
 @click.option("--frames", type=click.IntRange(min=10), default=200, show_default=True)
 @THREADS
-@click.option("--sampling", "sampling_path", default=Path("configs/sampling.yaml"),
-              show_default=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--sampling", "sampling_path", default=None,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Sampling policy over the packaged one and the project's.")
 @click.option("--burst", is_flag=True,
               help="Time the first frames of an hour, every sampling budget still open "
                    "(default: the steady state, budgets spent, as a device runs most of the time).")
@@ -250,7 +196,7 @@ def _model_updates(state_dir: Path, hub_url: str, token: str, threads: int,
                    "of the detector alone); the median is reported, each run's figure beside "
                    "it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench(model: Path, imgsz: int, frames: int, threads: int, sampling_path: Path,
+def bench(model: Path, imgsz: int, frames: int, threads: int, sampling_path: Path | None,
           burst: bool, runs: int, as_json: bool) -> None:
     """Time inference and the monitoring step (telemetry + sampling + spool hand-off).
 

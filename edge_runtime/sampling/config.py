@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import yaml
-
+from configs.loader import SettingsError, layered
 from edge_runtime.contract import SamplePolicy
 from edge_runtime.telemetry import UncertaintyBand
 
@@ -18,7 +17,7 @@ PRIORITY = (SamplePolicy.UNCERTAIN, SamplePolicy.RARE_CLASS, SamplePolicy.EMPTY,
 T = TypeVar("T")
 
 
-class SamplingConfigError(ValueError):
+class SamplingConfigError(SettingsError):
     """A sampling configuration that cannot run as written; the message names the key."""
 
 
@@ -189,8 +188,8 @@ def _dataclass(kind: type[T], key: str, value: object) -> T:
 
 
 def _policy(policies: dict[str, object], policy: SamplePolicy, kind: type[T]) -> T | None:
-    if policy.value not in policies:
-        return None  # a policy left out of the file is off
+    if policy.value not in policies or policies[policy.value] is False:
+        return None  # a policy left out, or set to false over a file that has it, is off
     return _dataclass(kind, f"policies.{policy.value}", policies[policy.value])
 
 
@@ -211,16 +210,13 @@ def parse_sampling_config(data: object) -> SamplingConfig:
     )
 
 
-def load_sampling_config(path: Path) -> SamplingConfig:
-    """Read and check a sampling policy file such as `configs/sampling.yaml`."""
+def load_sampling_config(config: Path | None = None, *,
+                         project: Path | None = None) -> SamplingConfig:
+    """The device's sampling policy: packaged `sampling.yaml` < the project's
+    `configs/sampling.yaml` and `edgeloop.yaml` (`sampling:`) < the file `config`."""
+    merged = layered("sampling", project=project, config=config, error=SamplingConfigError)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise SamplingConfigError(f"cannot read sampling config {path}: {error.strerror}"
-                                  ) from error
-    except yaml.YAMLError as error:
-        raise SamplingConfigError(f"{path} is not valid YAML: {error}") from error
-    try:
-        return parse_sampling_config(data)
+        return parse_sampling_config(merged.data)
     except SamplingConfigError as error:
-        raise SamplingConfigError(f"{path}: {error}") from None
+        sources = ", ".join(dict.fromkeys(merged.origin.values()))
+        raise SamplingConfigError(f"{error} (sampling settings from {sources})") from None

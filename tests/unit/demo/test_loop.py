@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import yaml
 
 from demo.loop import (
     DemoConfig,
@@ -26,6 +25,7 @@ from demo.loop import (
     tiny,
     write_demo_configs,
 )
+from edge_runtime.sampling.config import load_sampling_config
 from flows.drift.settings import load_drift_config
 from flows.release.settings import load_release_config
 from flows.retrain.gate import GateConfig, load_gate_config
@@ -60,8 +60,9 @@ def test_demo_configs_are_the_packaged_defaults_at_the_demos_sizes(tmp_path: Pat
     release = load_release_config(paths["release"])
     assert release.canary.min_frames == 90
     assert release.tuf_expiry == load_release_config().tuf_expiry
-    sampling = yaml.safe_load(paths["sampling"].read_text())
-    assert sampling["policies"]["uncertain"]["per_hour"] == 1800
+    sampling = load_sampling_config(paths["sampling"])
+    assert sampling.uncertain is not None and sampling.uncertain.per_hour == 1800
+    assert sampling.random == load_sampling_config().random
     gate = load_gate_config(paths["gate"])
     assert gate.min_drift_gain_points == GateConfig().min_drift_gain_points
     assert gate.max_golden_loss_points == GateConfig().max_golden_loss_points
