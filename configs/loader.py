@@ -223,7 +223,11 @@ def _value(hint: Any, value: Any, dotted: str, merged: Layered, error: type[Sett
         if isinstance(value, bool):
             raise ValueError(f"expected a number, not {value}")
         if isinstance(value, str):
-            return hint(value.strip())
+            try:
+                return hint(value.strip())
+            except ValueError:
+                raise ValueError("expected a whole number" if hint is int
+                                 else "expected a number") from None
         if hint is int and isinstance(value, float) and not value.is_integer():
             raise ValueError("expected a whole number")
         if not isinstance(value, int | float):
