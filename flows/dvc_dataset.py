@@ -68,7 +68,7 @@ def check_repository(repo: Path) -> None:
     _run(repo, ["git", "rev-parse", "--show-toplevel"], f"{repo} is not a git work tree")
 
 
-def _author_args(repo: Path) -> list[str]:
+def author_args(repo: Path) -> list[str]:
     """Commit as the repository's configured user; a fallback identity only when none is set
     (a fresh CI or test repository), so a commit never fails for want of a name."""
     probe = subprocess.run(["git", "config", "user.email"], cwd=repo, capture_output=True,
@@ -101,7 +101,7 @@ def commit_folder(repo: Path, folder: Path, message: str) -> DatasetVersion:
     if ignore.exists():
         tracked.append(str(ignore.relative_to(repo)))
     _run(repo, ["git", "add", "--", *tracked], "git add")
-    _run(repo, ["git", *_author_args(repo), "commit", "--quiet", "-m", message, "--", *tracked],
+    _run(repo, ["git", *author_args(repo), "commit", "--quiet", "-m", message, "--", *tracked],
          "git commit")
     commit = _run(repo, ["git", "rev-parse", "HEAD"], "git rev-parse").strip()
     return DatasetVersion(str(rel), commit, md5, files, pushed=False)

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from flows.yolo_dataset import YoloDataset, golden_split
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MANIFEST = "manifest.json"
 SLICES = ("train", "val", "drift", "golden")
@@ -38,12 +40,15 @@ class PrepareSettings:
     val_share: float = 0.3  # share of each increment's frames held out (whole groups)
     group_frames: int = 150  # frame ids this close on one device are one group (5 s at 30 fps)
     seed: int = 0
+    golden_share: float = 0.2  # of a team's val split, when its dataset has no test split
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.replay_share < 1.0:
             raise PrepareError(f"replay_share must be in [0, 1), got {self.replay_share}")
         if not 0.0 < self.val_share < 1.0:
             raise PrepareError(f"val_share must be in (0, 1), got {self.val_share}")
+        if not 0.0 < self.golden_share < 1.0:
+            raise PrepareError(f"golden_share must be in (0, 1), got {self.golden_share}")
         if self.group_frames < 1:
             raise PrepareError(f"group_frames must be >= 1, got {self.group_frames}")
 
@@ -54,6 +59,7 @@ class Frame:
     label: Path | None  # None: a negative frame with nothing to find
     source: str  # "seed" or the increment's batch name
     group: str  # the unit that goes wholly to train or to validation
+    stem: str = ""  # its file name in the prepared set; "": the image's own stem
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,26 @@ def read_yolo_folder(folder: Path, source: str) -> list[Frame]:
     return frames
 
 
+def read_seed_dataset(dataset: YoloDataset, golden_share: float, seed: int = 0
+                      ) -> tuple[list[Frame], list[Frame], list[Frame]]:
+    """(train, val, golden) frames of a team's dataset as its data.yaml lays it out; golden is
+    its test split, or a fixed share of val when it has none. Each image is its own group."""
+    val, golden = golden_split(dataset, golden_share, seed)
+
+    def frames(images: Sequence[Path]) -> list[Frame]:
+        out = []
+        for image in images:
+            relative = (image.relative_to(dataset.root) if image.is_relative_to(dataset.root)
+                        else Path(image.name))
+            stem = relative.with_suffix("").as_posix().replace("/", "__")
+            label = dataset.label_of(image)
+            out.append(Frame(image, label if label.is_file() else None, "seed", f"seed/{stem}",
+                             stem))
+        return out
+
+    return frames(dataset.splits["train"]), frames(val), frames(golden)
+
+
 def read_increment(folder: Path, names: Sequence[str], group_frames: int) -> Increment:
     """A labelled increment written by `collect_labels`: its manifest names every frame."""
     try:
@@ -194,7 +220,7 @@ def write_plan(plan: Plan, out: Path, names: Sequence[str]) -> dict[str, object]
         images.mkdir(parents=True)
         labels.mkdir(parents=True)
         for frame in plan.slice(name):
-            stem = f"{frame.source}__{frame.image.stem}"
+            stem = f"{frame.source}__{frame.stem or frame.image.stem}"
             shutil.copyfile(frame.image, images / f"{stem}{frame.image.suffix.lower()}")
             text = frame.label.read_text(encoding="utf-8") if frame.label else ""
             (labels / f"{stem}.txt").write_text(text, encoding="utf-8")

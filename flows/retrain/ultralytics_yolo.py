@@ -123,6 +123,20 @@ def train(data_yaml: Path, out_dir: Path, settings: TrainSettings, work_dir: Pat
     return target
 
 
+def model_facts(weights: Path) -> tuple[tuple[str, ...], int, str]:
+    """(class names in id order, training input size, task) of an Ultralytics checkpoint."""
+    from ultralytics import YOLO
+
+    quiet_settings()
+    model = YOLO(str(weights))
+    names = model.names
+    ordered = tuple(str(names[i]) for i in sorted(names)) if isinstance(names, dict) \
+        else tuple(str(n) for n in names)
+    args = getattr(model.model, "args", None) or {}
+    imgsz = args.get("imgsz", 640) if isinstance(args, dict) else 640
+    return ordered, int(max(imgsz) if isinstance(imgsz, list | tuple) else imgsz), str(model.task)
+
+
 def export_onnx(weights: Path, out_path: Path, imgsz: int, dynamic: bool = True) -> Path:
     """Export `weights` to ONNX (opset and graph cleanup as Ultralytics does) at `out_path`."""
     from ultralytics import YOLO

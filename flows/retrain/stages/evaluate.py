@@ -12,7 +12,7 @@ from flows.retrain.stages.params import stage_params
 KEYS = {"imgsz"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--section", default="evaluate")
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder holding test_<scenario>/")
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--var", type=Path, default=Path("var"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     use_offline_environment(args.var)
     from flows.retrain.ultralytics_yolo import evaluate
 

@@ -17,7 +17,7 @@ KEYS = {"imgsz", "threads"}
 SLICES = ("golden", "drift")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--section", default="release_evaluate")
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder holding golden/, drift/")
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--plots", type=Path, required=True, help="per-class AP table to write")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from flows.retrain.onnx_eval import evaluate_slices
 
     p = stage_params(args.params, args.section, KEYS)

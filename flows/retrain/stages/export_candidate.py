@@ -46,7 +46,7 @@ def checker_error(path: Path) -> str | None:
     return None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--section", default="release_export")
@@ -58,7 +58,7 @@ def main() -> None:
                         help="image folder to compare ONNX with PyTorch on")
     parser.add_argument("--report", type=Path, required=True, help="JSON report to write")
     parser.add_argument("--var", type=Path, default=Path("var"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     use_offline_environment(args.var)
     from flows.retrain.onnx_export import quantize_int8, torch_parity
     from flows.retrain.ultralytics_yolo import export_onnx

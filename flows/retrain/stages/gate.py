@@ -39,14 +39,14 @@ def gate_inputs(evaluation: dict[str, Any], export: dict[str, Any]) -> GateInput
         int8_checks=FileChecks(int8["checker_error"]) if int8 else None)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, default=None,
                         help="gate settings over the packaged and the project's own")
     parser.add_argument("--evaluation", type=Path, required=True)
     parser.add_argument("--export", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     config = load_gate_config(args.config, project=Path.cwd())
     evaluation = json.loads(args.evaluation.read_text())
     inputs = gate_inputs(evaluation, json.loads(args.export.read_text()))

@@ -13,31 +13,46 @@ from flows.retrain.prepare import (
     class_names,
     plan_dataset,
     read_increments,
+    read_seed_dataset,
     read_yolo_folder,
     write_plan,
 )
 from flows.retrain.stages.params import ParamsError, stage_params
+from flows.yolo_dataset import DatasetError, read_dataset
 
-KEYS = {"replay_share", "val_share", "group_frames", "seed"}
+KEYS = {"replay_share", "val_share", "group_frames", "seed", "golden_share"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--seed-data", type=Path, default=Path("data/seed"))
+    parser.add_argument("--seed-data", type=Path, default=Path("data/seed"),
+                        help="the simulator's seed set: train/, val/, test_baseline/")
+    parser.add_argument("--seed-yaml", type=Path, default=None,
+                        help="a team's seed set, as its Ultralytics data.yaml lays it out "
+                             "(instead of --seed-data)")
+    parser.add_argument("--seed-root", type=Path, default=None,
+                        help="where that data.yaml's splits start (its copy in the project)")
     parser.add_argument("--labelled", type=Path, default=Path("data/labelled"))
     parser.add_argument("--out", type=Path, default=Path("data/prepared"))
     parser.add_argument("--summary", type=Path, default=Path("metrics/prepare.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         settings = PrepareSettings(**stage_params(args.params, "prepare", KEYS))
-        names = class_names(args.seed_data / "data.yaml")
-        plan = plan_dataset(read_yolo_folder(args.seed_data / "train", "seed"),
-                            read_yolo_folder(args.seed_data / "val", "seed"),
-                            read_yolo_folder(args.seed_data / "test_baseline", "seed"),
+        if args.seed_yaml is not None:
+            dataset = read_dataset(args.seed_yaml, root=args.seed_root)
+            names = list(dataset.names)
+            train, val, golden = read_seed_dataset(dataset, settings.golden_share,
+                                                   settings.seed)
+        else:
+            names = class_names(args.seed_data / "data.yaml")
+            train = read_yolo_folder(args.seed_data / "train", "seed")
+            val = read_yolo_folder(args.seed_data / "val", "seed")
+            golden = read_yolo_folder(args.seed_data / "test_baseline", "seed")
+        plan = plan_dataset(train, val, golden,
                             read_increments(args.labelled, names, settings.group_frames),
                             settings)
-    except (PrepareError, ParamsError) as exc:
+    except (PrepareError, ParamsError, DatasetError) as exc:
         raise SystemExit(f"prepare: {exc}") from None
     report = write_plan(plan, args.out, names)
     args.summary.parent.mkdir(parents=True, exist_ok=True)

@@ -15,13 +15,13 @@ from flows.retrain.stages.params import stage_params
 KEYS = {"imgsz"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--gate", type=Path, required=True, help="metrics/gate.json")
     parser.add_argument("--images", type=Path, required=True, help="image folder to replay")
     parser.add_argument("--out", type=Path, required=True, help="Parquet file to write")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     p = stage_params(args.params, "profile", KEYS)
     gate = GateReport.read(args.gate)
     artefact = gate.artefact or "fp32"  # a refused candidate is profiled as fp32 all the same

@@ -13,11 +13,11 @@ from sim.scenarios import get_scenario
 KEYS = {"seed", "imgsz", "train_frames", "val_frames", "test_frames", "scenarios"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--out", type=Path, default=Path("data/seed"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     p = stage_params(args.params, "render", KEYS)
     for name in p["scenarios"]:
         get_scenario(name)  # refuse an unknown name before rendering anything

@@ -13,7 +13,7 @@ KEYS = {"model", "imgsz", "epochs", "batch", "seed", "patience", "threads", "cac
         "optimizer", "lr0", "warmup_epochs", "freeze", "val"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--section", default="train", help="params.yaml section to read")
@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="data.yaml of the dataset")
     parser.add_argument("--out", type=Path, required=True, help="folder for best.pt")
     parser.add_argument("--var", type=Path, default=Path("var"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     use_offline_environment(args.var)
     from flows.retrain.ultralytics_yolo import TrainSettings, train
 
