@@ -15,7 +15,7 @@ def test_a_project_of_another_version_is_refused_saying_what_to_change(tmp_path:
     params = tmp_path / "params.yaml"
     params.write_text("edgeloop: {version: 0.1.0}\nprepare: {seed: 0}\n")
     check_project_version(params, "0.1.0")
-    with pytest.raises(click.ClickException, match="set edgeloop.version to 0.2.0"):
+    with pytest.raises(click.ClickException, match=r"set edgeloop\.version to 0\.2\.0"):
         check_project_version(params, "0.2.0")
     params.write_text("prepare: {seed: 0}\n")  # the simulator's example: no version recorded
     check_project_version(params, "0.2.0")
