@@ -23,6 +23,8 @@ GROUPS: dict[str, tuple[str, str, str]] = {
              "Make a data project (git + DVC) from a team's model and Ultralytics dataset."),
     "stage": ("flows.retrain.stages.cli", "stage",
               "One DVC stage of a data project (what `dvc repro` runs)."),
+    "release": ("flows.release.bootstrap_cli", "release",
+                "A fleet's first release: the team's champion, signed, on every channel."),
     "sim": ("sim.cli", "sim", "The synthetic production line: scenarios and rendered datasets."),
     "demo": ("demo.cli", "demo",
              "The closed loop on this machine: drift, labels, retrain, release, measured."),

@@ -6,7 +6,7 @@ a camera's frame rate."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
@@ -61,7 +61,7 @@ def open_source(spec: str, *, sim_seed: int = 0, sim_width: int = 320,
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
-        return _images(files)
+        return image_frames(files)
     if spec.isdigit() or "://" in spec or path.is_file():
         return _capture(int(spec) if spec.isdigit() else spec)
     schemes = ", ".join(f"{s}:SPEC" for s in sorted(_known_schemes()))
@@ -88,7 +88,8 @@ def _known_schemes() -> set[str]:
     return set(_REGISTERED) | {p.name for p in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def _images(files: list[Path]) -> Iterator[CapturedFrame]:
+def image_frames(files: Iterable[Path]) -> Iterator[CapturedFrame]:
+    """The images `files`, decoded, in order (a decode failure is a SourceError)."""
     for path in files:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
