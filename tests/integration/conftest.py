@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.labelstudio import RunningLabelStudio, label_studio
+from tests.support.wheel import InstalledWheel, build_wheel, install_wheel
 
 
 @pytest.fixture(scope="module")
@@ -25,3 +26,10 @@ def labelstudio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
     """One Label Studio server for the session, on a fresh copy of the migrated template."""
     with label_studio(tmp_path_factory.mktemp("labelstudio")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> InstalledWheel:
+    """edgeloop's wheel, built from the committed files and installed in a fresh venv."""
+    work = tmp_path_factory.mktemp("wheel")
+    return install_wheel(build_wheel(work), work / "venv")

@@ -1,6 +1,7 @@
-"""`edgeloop init` as a team meets it, from a folder outside the checkout: its own 3-class model
-(other names, 640 px) and dataset (its own layout, no test split), then the first stage of the
-retrain run by the real `dvc repro`; the team's data is never written to."""
+"""`edgeloop init` as a team meets it, from the installed wheel in a folder outside the
+checkout: its own 3-class model (other names, 640 px) and dataset (its own layout, no test
+split), then the first stage of the retrain run by the real `dvc repro`; the team's data is
+never written to."""
 
 from __future__ import annotations
 
@@ -11,24 +12,25 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.paths import ROOT
+from tests.support.paths import FIXTURES
 from tests.support.team_project import (
-    EDGELOOP,
     NAMES,
     digest,
     increment,
     their_dataset,
     their_model,
 )
+from tests.support.wheel import InstalledWheel
 
 pytestmark = pytest.mark.slow
 def test_init_makes_a_project_from_a_teams_model_and_data_and_never_touches_its_data(
-        tmp_path: Path, offline_env: dict[str, str]) -> None:
+        tmp_path: Path, offline_env: dict[str, str], installed: InstalledWheel) -> None:
+    env = installed.env(offline_env)
     data_yaml = their_dataset(tmp_path / "their-data")
     weights = their_model(tmp_path / "best.pt")
     before = digest(tmp_path / "their-data")
-    made = subprocess.run([EDGELOOP, "init", "line-7", "--model", str(weights), "--data",
-                           str(data_yaml), "--fleet", "line-7"], cwd=tmp_path, env=offline_env,
+    made = subprocess.run([installed.edgeloop, "init", "line-7", "--model", str(weights),
+                           "--data", str(data_yaml), "--fleet", "line-7"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert made.returncode == 0, made.stderr
     assert "3 classes (gear, cog, spring), 640 px" in made.stdout
@@ -43,8 +45,8 @@ def test_init_makes_a_project_from_a_teams_model_and_data_and_never_touches_its_
 
     increment(project)
     seed_before = digest(project / "data" / "seed")
-    repro = subprocess.run([str(ROOT / ".venv" / "bin" / "dvc"), "repro", "prepare"],
-                           cwd=project, env=offline_env, capture_output=True, text=True,
+    repro = subprocess.run(["dvc", "repro", "prepare"], cwd=project, env=env,
+                           capture_output=True, text=True,
                            timeout=600)
     assert repro.returncode == 0, repro.stdout + repro.stderr
     summary = json.loads((project / "metrics" / "prepare.json").read_text())
@@ -58,11 +60,11 @@ def test_init_makes_a_project_from_a_teams_model_and_data_and_never_touches_its_
 
 
 def test_a_dataset_with_other_classes_than_the_model_is_refused_and_nothing_is_made(
-        tmp_path: Path, offline_env: dict[str, str]) -> None:
+        tmp_path: Path, offline_env: dict[str, str], installed: InstalledWheel) -> None:
     data_yaml = their_dataset(tmp_path / "their-data", train=1, val=2)
-    refused = subprocess.run([EDGELOOP, "init", "line-7", "--model",
-                              str(ROOT / "tests" / "fixtures" / "seed_best.pt"), "--data",
-                              str(data_yaml)], cwd=tmp_path, env=offline_env,
+    refused = subprocess.run([installed.edgeloop, "init", "line-7", "--model",
+                              str(FIXTURES / "seed_best.pt"), "--data", str(data_yaml)],
+                             cwd=tmp_path, env=installed.env(offline_env),
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1
     assert refused.stderr.count("\n") == 1, refused.stderr  # one line, no traceback

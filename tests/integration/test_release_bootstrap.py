@@ -1,5 +1,5 @@
-"""`edgeloop release bootstrap`: a team's champion becomes release 1 on a real hub, and a device
-provisioned with the printed line runs it and reports to the hub."""
+"""`edgeloop release bootstrap`, from the installed wheel: a team's champion becomes release 1
+on a real hub, and a device provisioned with the printed line runs it and reports to the hub."""
 
 from __future__ import annotations
 
@@ -10,20 +10,23 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.support.hub import ADMIN_TOKEN, RunningHub
-from tests.support.team_project import EDGELOOP, init_project
+from tests.support.team_project import init_project
+from tests.support.wheel import InstalledWheel
 
 pytestmark = pytest.mark.slow
 
 
-def edgeloop(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EDGELOOP, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
-
-
 def test_the_champion_becomes_release_one_and_a_provisioned_device_runs_it(
-        tmp_path: Path, offline_env: dict[str, str], sqlite_hub: RunningHub) -> None:
-    project = init_project(tmp_path, offline_env)
-    env = {**offline_env, "EDGELOOP_ADMIN_TOKEN": ADMIN_TOKEN, "EDGELOOP_HUB_URL": sqlite_hub.url}
+        tmp_path: Path, offline_env: dict[str, str], sqlite_hub: RunningHub,
+        installed: InstalledWheel) -> None:
+    env = {**installed.env(offline_env), "EDGELOOP_ADMIN_TOKEN": ADMIN_TOKEN,
+           "EDGELOOP_HUB_URL": sqlite_hub.url}
+
+    def edgeloop(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([installed.edgeloop, *args], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    project = init_project(tmp_path, installed.edgeloop, env)
     done = edgeloop("release", "bootstrap", cwd=project, env=env)
     assert done.returncode == 0, done.stderr
     assert "(version 1) signed and assigned to stable and canary" in done.stdout

@@ -4,16 +4,13 @@ venv, used from a directory outside the checkout. Its default settings come from
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.support.paths import ROOT
+from tests.support.wheel import InstalledWheel
 
 pytestmark = pytest.mark.slow
 
@@ -48,42 +45,19 @@ print(json.dumps({
 
 
 def test_a_wheel_from_the_committed_files_ships_the_defaults_and_runs_elsewhere(
-        tmp_path: Path) -> None:
-    source = tmp_path / "source"
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
-                             capture_output=True).stdout.decode().split("\0")
-    for name in filter(None, tracked):
-        if (ROOT / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
-                   check=True, capture_output=True)
-    (wheel,) = (tmp_path / "dist").glob("edgeloop-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+        tmp_path: Path, installed: InstalledWheel) -> None:
+    names = set(zipfile.ZipFile(installed.wheel).namelist())
     assert {f"configs/{name}" for name in DEFAULTS} <= names
     assert not any(n.startswith(("tests/", "data/", "var/")) for n in names)
-
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-                    "--no-deps", str(wheel)], check=True, capture_output=True)
-    # The dependencies from this environment's site-packages, as a plain path: its .pth files
-    # (our own editable install among them) are not read, so edgeloop comes from the wheel.
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig."
-                                "get_paths()['purelib'])"], check=True, capture_output=True,
-                               text=True).stdout.strip())
-    (site / "zz-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
     elsewhere = tmp_path / "team-project"
     (elsewhere / "configs").mkdir(parents=True)
     (elsewhere / "configs" / "gate.yaml").write_text("max_golden_loss: 1\n")
-    run = subprocess.run([str(python), "-c", USE], cwd=elsewhere, capture_output=True,
+    run = subprocess.run([str(installed.python), "-c", USE], cwd=elsewhere, capture_output=True,
                          text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert run.returncode == 0, run.stderr
     used = json.loads(run.stdout)
-    assert all(f.startswith(str(venv)) for f in used["files"]), used["files"]
+    assert all(f.startswith(str(installed.venv)) for f in used["files"]), used["files"]
     assert used["drift_columns"] > 0 and used["canary"] == "canary" and used["port"] == 8700
     assert used["classes"] == ["nut", "washer", "bolt"] and used["spool_mb"] == 512
     assert "unknown settings max_golden_loss" in used["refused"]

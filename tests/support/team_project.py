@@ -12,10 +12,7 @@ import cv2
 import numpy as np
 import yaml
 
-from tests.support.paths import ROOT
-
 NAMES = {0: "gear", 1: "cog", 2: "spring"}
-EDGELOOP = str(ROOT / ".venv" / "bin" / "edgeloop")
 
 
 def their_dataset(root: Path, train: int = 6, val: int = 10) -> Path:
@@ -74,11 +71,12 @@ def increment(project: Path, frames: int = 4) -> None:
 
 
 
-def init_project(tmp_path: Path, env: dict[str, str], name: str = "line-7") -> Path:
+def init_project(tmp_path: Path, edgeloop: str, env: dict[str, str], name: str = "line-7"
+                 ) -> Path:
     """`edgeloop init` of the team's model and dataset in tmp_path/name."""
     data_yaml = their_dataset(tmp_path / "their-data")
     weights = their_model(tmp_path / "best.pt")
-    subprocess.run([EDGELOOP, "init", name, "--model", str(weights), "--data", str(data_yaml),
+    subprocess.run([edgeloop, "init", name, "--model", str(weights), "--data", str(data_yaml),
                     "--fleet", name], cwd=tmp_path, env=env, capture_output=True, text=True,
                    timeout=600, check=True)
     return tmp_path / name
