@@ -118,7 +118,7 @@ def letterbox(image: np.ndarray, shape: tuple[int, int], stride: int, auto: bool
                                 value=(PAD_VALUE,) * 3)
     rgb = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB)
     tensor = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
-    tensor *= 1 / 255
+    tensor /= 255  # as Ultralytics, to the bit: *= 1/255 rounds differently (0.05 ms dearer)
     box = Letterbox(new_w / w0, new_h / h0, left, top, w0, h0,
                     (slice(top, top + new_h), slice(left, left + new_w)))
     return tensor, box
