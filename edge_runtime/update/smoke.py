@@ -33,10 +33,11 @@ def run_frame(detector: Detector, image: np.ndarray) -> LiveFrame:
 
 
 def smoke_test(model: Path, sha256: str, frames: Sequence[np.ndarray], budget: SmokeBudget,
-               cache_root: Path, *, threads: int = 0) -> SmokeRun:
+               cache_root: Path, *, threads: int = 0, conf: float = 0.25, iou: float = 0.7
+               ) -> SmokeRun:
     """Load the staged model and run it on a few cached frames (judged by judge_smoke)."""
     try:
-        detector = open_detector(model, sha256, cache_root, threads=threads)
+        detector = open_detector(model, sha256, cache_root, threads=threads, conf=conf, iou=iou)
     except (ModelLoadError, InputSizeError) as error:
         return SmokeRun(load_error=str(error))
     except Exception as error:  # ORT raises untyped errors for graphs it cannot optimise
