@@ -14,6 +14,7 @@ figure beside it.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from pathlib import Path
@@ -26,9 +27,10 @@ from edge_runtime.device import Device, DeviceSettings
 from edge_runtime.outbox.spool import Spool
 from edge_runtime.sampling.config import load_sampling_config
 from edge_runtime.sampling.sampler import Sampler
-from edge_runtime.sources import CapturedFrame, open_source
+from edge_runtime.sources import CapturedFrame, SourceError, open_source
 
 WARMUP = 20  # ONNX Runtime needs this many runs before its timings settle
+MAX_IMAGES = 100  # frames read from the source before timing, then cycled
 MAX_SPEND_FRAMES = 2000  # the most frames run to spend the sampler's budgets
 IDLE_FRAMES = 200  # no frame kept for this long: no rule fires on these frames, nothing to spend
 
@@ -42,16 +44,21 @@ def _over_budget(sampler: Sampler) -> int:
 
 
 def run_bench(model: Path, *, imgsz: int, frames: int, threads: int, spool_dir: Path,
-              sampling_path: Path | None = None, steady: bool = True, runs: int = 5
-              ) -> dict[str, object]:
+              sampling_path: Path | None = None, steady: bool = True, runs: int = 5,
+              source: str = "sim:baseline") -> dict[str, object]:
+    """The figures of `model` on the frames of `source` (see edge_runtime.sources; the first
+    MAX_IMAGES of them, read before timing starts and cycled)."""
     device = Device(DeviceSettings(
         sampling=load_sampling_config(sampling_path, project=Path.cwd()), device_id="bench",
         model=model, imgsz=imgsz, threads=threads, spool_dir=spool_dir, seed=0))
     detector, monitor, spool, agent = device.detector, device.monitor, device.spool, device.agent
     sampler = device.sampler
-    # Frames from the synthetic line at the network's width, rendered before timing starts.
-    source = open_source("sim:baseline", sim_width=imgsz, sim_name="bench")
-    images = [next(source) for _ in range(min(frames, 100))]
+    # Read before timing starts (the simulator renders at the network's width).
+    images = list(itertools.islice(open_source(source, sim_width=imgsz, sim_name="bench"),
+                                   min(frames, MAX_IMAGES)))
+    if not images:
+        device.close()
+        raise SourceError(f"frame source {source!r} gave no frames")
     warmup = last_kept = 0
     while warmup < WARMUP or (steady and warmup < MAX_SPEND_FRAMES and not _over_budget(sampler)
                               and warmup - last_kept < IDLE_FRAMES):
@@ -75,6 +82,7 @@ def run_bench(model: Path, *, imgsz: int, frames: int, threads: int, spool_dir: 
     return {
         "imgsz": imgsz,
         "frames": frames,
+        "source": source,
         "provider": detector.info.providers[0],
         "frame_size": f"{images[0].image.shape[1]}x{images[0].image.shape[0]}",
         "sampler": "steady" if steady else "burst",

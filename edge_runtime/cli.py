@@ -135,6 +135,9 @@ def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
 @IMGSZ
 @click.option("--threads", type=click.IntRange(min=0), default=None,
               help="ONNX Runtime intra-op threads (default 0 = one per core).")
+@click.option("--conf", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Confidence threshold of the detector (default 0.25; an export with NMS "
+                   "inside keeps the one it was exported with as a floor).")
 @click.option("--log-every", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between progress lines.")
 @click.option("--status-file", default=None, type=click.Path(path_type=Path, dir_okay=False),
@@ -195,9 +198,12 @@ def _log_progress(progress: Progress, status_file: Path | None) -> None:
               help="Runs of the pipelined loop (each over --frames frames, each beside a run "
                    "of the detector alone); the median is reported, each run's figure beside "
                    "it.")
+@click.option("--source", default="sim:baseline", show_default=True,
+              help="Frames to time on, as `edge run --source` takes them (an image folder, a "
+                   "video file, a camera, sim:SCENARIO); the first 100 are read before timing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(model: Path, imgsz: int, frames: int, threads: int, sampling_path: Path | None,
-          burst: bool, runs: int, as_json: bool) -> None:
+          burst: bool, runs: int, source: str, as_json: bool) -> None:
     """Time inference and the monitoring step (telemetry + sampling + spool hand-off).
 
     infer_ms is the detector call (letterbox, ONNX Runtime, decode, NMS); monitor_ms is what the
@@ -217,7 +223,7 @@ def bench(model: Path, imgsz: int, frames: int, threads: int, sampling_path: Pat
     with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as spool_dir:
         result = run_bench(model, imgsz=imgsz, frames=frames, threads=threads,
                            spool_dir=Path(spool_dir), sampling_path=sampling_path,
-                           steady=not burst, runs=runs)
+                           steady=not burst, runs=runs, source=source)
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -26,6 +26,7 @@ from edge_runtime.sampling.sampler import build_sampler
 from edge_runtime.sources import CapturedFrame, open_source, paced
 from edge_runtime.telemetry import UncertaintyBand
 from edge_runtime.update.loop import UpdateLoop, UpdateLoopConfig, open_updater
+from edge_runtime.update.policy import HealthBudget, SmokeBudget
 
 MIB = 1024 * 1024
 # environment variable -> setting (parsed to the setting's type by the loader)
@@ -46,6 +47,8 @@ class DeviceSettings:
     state_dir: Path | None = None  # the updater's slots, made by `edge provision`
     imgsz: int | None = None  # the network input size; None: the model's own
     threads: int = 0  # ONNX Runtime intra-op threads; 0: one per core
+    conf: float = 0.25  # the detector's confidence threshold (an nms=True export's own stays)
+    iou: float = 0.7  # its NMS IoU threshold (exports whose graph runs no NMS)
     source: str | None = None  # see edge_runtime.sources.open_source
     fps: float | None = None  # pace the source to at most this rate
     hub_url: str | None = None  # None: the spool only fills
@@ -54,6 +57,8 @@ class DeviceSettings:
     spool_dir: Path = Path("var/spool")
     spool_mb: int = 512  # the spool's disk budget; frames go before statistics
     seed: int | None = None  # the sampler's random pick; None: fresh entropy
+    smoke: SmokeBudget = field(default_factory=SmokeBudget)  # a downloaded release's first run
+    health: HealthBudget = field(default_factory=HealthBudget)  # an activated one's live frames
 
     def __post_init__(self) -> None:
         if self.hub_url and not self.token:
@@ -72,6 +77,9 @@ class DeviceSettings:
                 raise DeviceSettingsError(f"{name}={getattr(self, name)} must be >= {low}")
         if self.fps is not None and self.fps <= 0:
             raise DeviceSettingsError(f"fps={self.fps} must be positive")
+        if not (0 < self.conf < 1 and 0 < self.iou <= 1):
+            raise DeviceSettingsError(f"conf={self.conf} must be in (0, 1) and iou={self.iou} "
+                                      "in (0, 1]")
 
     @property
     def band(self) -> UncertaintyBand:
@@ -105,11 +113,16 @@ class Device:
         self.settings = settings
         self.updates: UpdateLoop | None = None
         if settings.state_dir is not None and settings.hub_url and settings.token:
-            updater, detector = open_updater(settings.state_dir, hub_url=settings.hub_url,
-                                             token=settings.token, threads=settings.threads)
-            self.updates = UpdateLoop(updater, UpdateLoopConfig(every_s=settings.update_every_s))
+            updater, detector = open_updater(
+                settings.state_dir, hub_url=settings.hub_url, token=settings.token,
+                threads=settings.threads, conf=settings.conf, iou=settings.iou,
+                smoke=settings.smoke, health=settings.health)
+            self.updates = UpdateLoop(updater, UpdateLoopConfig(
+                every_s=settings.update_every_s,
+                keep_frames=max(UpdateLoopConfig.keep_frames, settings.smoke.frames)))
         elif settings.model is not None:
-            detector = Detector(settings.model, imgsz=settings.imgsz, threads=settings.threads)
+            detector = Detector(settings.model, imgsz=settings.imgsz, threads=settings.threads,
+                                conf=settings.conf, iou=settings.iou)
         else:  # DeviceSettings refuses this; a settings object built by hand may not
             raise DeviceSettingsError("give a model, or a state folder with a hub and a token")
         self.detector = detector

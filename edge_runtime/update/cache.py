@@ -58,9 +58,11 @@ def prune_cache(cache_root: Path, keep: Iterable[str]) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def open_detector(model: Path, sha256: str, cache_root: Path, *, threads: int = 0) -> Detector:
+def open_detector(model: Path, sha256: str, cache_root: Path, *, threads: int = 0,
+                  conf: float = 0.25, iou: float = 0.7) -> Detector:
     """A Detector on the cached optimised copy, reporting the source model's path and version."""
-    detector = Detector(optimized_model(model, sha256, cache_root), threads=threads)
+    detector = Detector(optimized_model(model, sha256, cache_root), threads=threads, conf=conf,
+                        iou=iou)
     meta = detector.session.get_modelmeta().custom_metadata_map
     detector.info = replace(detector.info, path=model,
                             version=meta.get("edgeloop_version") or sha256[:12])

@@ -37,6 +37,8 @@ class UpdaterConfig:
     connect_timeout_s: float = 5.0
     timeout_s: float = 30.0
     threads: int = 0  # ONNX Runtime intra-op threads of the models the updater opens
+    conf: float = 0.25  # the detector's thresholds for the models it opens
+    iou: float = 0.7
 
     def __post_init__(self) -> None:
         if not self.hub_url.startswith(("http://", "https://")):

@@ -24,8 +24,10 @@ from edge_runtime.update.config import Staged, UpdaterConfig, UpdateStatus
 from edge_runtime.update.policy import (
     DeviceInput,
     Health,
+    HealthBudget,
     Phase,
     ReleaseUnavailable,
+    SmokeBudget,
     UpdateRefused,
     detection_rate,
 )
@@ -73,12 +75,14 @@ def update_report(status: UpdateStatus) -> UpdateReport:
         detail=status.detail[:MAX_DETAIL_CHARS] if status.detail else None, at=status.at)
 
 
-def open_updater(state_dir: Path, *, hub_url: str, token: str,
-                 threads: int = 0) -> tuple[Updater, Detector]:
+def open_updater(state_dir: Path, *, hub_url: str, token: str, threads: int = 0,
+                 conf: float = 0.25, iou: float = 0.7, smoke: SmokeBudget | None = None,
+                 health: HealthBudget | None = None) -> tuple[Updater, Detector]:
     """The device's updater over `state_dir`, recovered from what a crash left, and the model to
     serve now. The device's input is that model's: every release must take the same."""
     config = UpdaterConfig(hub_url=hub_url, token=token, state_dir=state_dir,
-                           device=DeviceInput((), 0), threads=threads)
+                           device=DeviceInput((), 0), threads=threads, conf=conf, iou=iou,
+                           smoke=smoke or SmokeBudget(), health=health or HealthBudget())
     updater = Updater(config)
     updater.recover()
     detector = updater.open_active()

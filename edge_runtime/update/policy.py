@@ -177,10 +177,19 @@ def check_release(manifest: ReleaseManifest, signed: Mapping[str, SignedFile], *
 # -- smoke test and health check --------------------------------------------------------------
 
 
+class BudgetError(ValueError):
+    """A smoke-test or health-check limit that cannot be met or means nothing."""
+
+
 @dataclass(frozen=True)
 class SmokeBudget:
     frames: int = 3  # cached frames the staged model runs on
     max_latency_ms: float = 2000.0  # median network time per frame (a loaded 2-core box)
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or not self.max_latency_ms > 0:
+            raise BudgetError(f"frames={self.frames} must be at least 1 and max_latency_ms="
+                              f"{self.max_latency_ms} positive")
 
 
 @dataclass(frozen=True)
@@ -220,6 +229,14 @@ class HealthBudget:
     max_nonfinite: int = 0  # frames with NaN or infinite outputs
     min_detection_ratio: float = 0.5  # share of frames with a detection, vs the old model's
     max_latency_ms: float = 2000.0  # median
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.max_errors < 0 or self.max_nonfinite < 0:
+            raise BudgetError(f"frames={self.frames} must be at least 1, max_errors="
+                              f"{self.max_errors} and max_nonfinite={self.max_nonfinite} >= 0")
+        if not 0 <= self.min_detection_ratio <= 1 or not self.max_latency_ms > 0:
+            raise BudgetError(f"min_detection_ratio={self.min_detection_ratio} must be in "
+                              f"[0, 1] and max_latency_ms={self.max_latency_ms} positive")
 
 
 @dataclass(frozen=True)

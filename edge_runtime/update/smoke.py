@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.detector import Detector, InputSizeError, ModelLoadError, decode
+from edge_runtime.detector import Detector, InputSizeError, ModelLoadError
 from edge_runtime.update.cache import open_detector
 from edge_runtime.update.policy import (
     LiveFrame,
@@ -26,18 +26,18 @@ def run_frame(detector: Detector, image: np.ndarray) -> LiveFrame:
         outputs = detector.session.run(None, feed)
         latency = (time.perf_counter() - t0) * 1000
         finite = all(bool(np.isfinite(np.asarray(o)).all()) for o in outputs)
-        found = len(decode(outputs[0], prepared.letterbox, detector.conf, detector.iou,
-                           detector.max_det)) if finite else 0
+        found = len(detector.decode(outputs[0], prepared.letterbox)) if finite else 0
     except Exception as error:  # a model that fails on a frame is what the checks look for
         return LiveFrame(0, 0.0, error=f"{type(error).__name__}: {error}"[:200])
     return LiveFrame(found, latency, finite)
 
 
 def smoke_test(model: Path, sha256: str, frames: Sequence[np.ndarray], budget: SmokeBudget,
-               cache_root: Path, *, threads: int = 0) -> SmokeRun:
+               cache_root: Path, *, threads: int = 0, conf: float = 0.25, iou: float = 0.7
+               ) -> SmokeRun:
     """Load the staged model and run it on a few cached frames (judged by judge_smoke)."""
     try:
-        detector = open_detector(model, sha256, cache_root, threads=threads)
+        detector = open_detector(model, sha256, cache_root, threads=threads, conf=conf, iou=iou)
     except (ModelLoadError, InputSizeError) as error:
         return SmokeRun(load_error=str(error))
     except Exception as error:  # ORT raises untyped errors for graphs it cannot optimise

@@ -120,7 +120,8 @@ class UpdateSteps:
         pointer = self.slots.pointer()
         return open_detector(self.slots.model_path(pointer.slot),
                              pointer.content.files[MODEL_FILE].sha256, self.cache_dir,
-                             threads=self.config.threads)
+                             threads=self.config.threads, conf=self.config.conf,
+                             iou=self.config.iou)
 
     def open_previous(self) -> Detector | None:
         pointer = self.slots.pointer()
@@ -129,7 +130,8 @@ class UpdateSteps:
             return None
         return open_detector(self.slots.model_path(pointer.previous),
                              content.files[MODEL_FILE].sha256, self.cache_dir,
-                             threads=self.config.threads)
+                             threads=self.config.threads, conf=self.config.conf,
+                             iou=self.config.iou)
 
     def status(self) -> UpdateStatus:
         pointer = self.slots.pointer()
@@ -186,7 +188,8 @@ class UpdateSteps:
         self._pause(Phase.VERIFYING)
         model_sha = signed[MODEL_FILE].sha256
         run = smoke_test(files[MODEL_FILE], model_sha, self.cached_frames, self.config.smoke,
-                         self.cache_dir, threads=self.config.threads)
+                         self.cache_dir, threads=self.config.threads, conf=self.config.conf,
+                         iou=self.config.iou)
         judge_smoke(run, self.config.smoke, self.config.device)
         self.phase = next_phase(self.phase, Event.ACCEPTED)  # staging
         content = SlotContent(manifest.release_id, manifest.version,

@@ -5,11 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pandas as pd
 import pytest
 
 from edge_runtime.outbox.spool import Spool
 from sim.dataset import render_dataset
+from sim.stream import stream
 
 pytestmark = pytest.mark.slow
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
@@ -71,6 +73,31 @@ def test_bench_prints_the_figures_the_targets_need(seed_model: Path):
     assert opened["kept_frames"] > figures["kept_frames"]  # every budget open: frames are kept
 
 
+def test_bench_times_the_frames_of_a_given_source(seed_model: Path, tmp_path: Path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for frame in stream("camera_bump", seed=3, width=480, frames=4, name="team"):
+        cv2.imwrite(str(folder / f"{frame.index}.png"), frame.image)
+    result = edge("bench", "--model", str(seed_model), "--imgsz", "320", "--frames", "10",
+                  "--runs", "1", "--source", str(folder), "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["source"] == str(folder) and figures["infer_ms_p50"] > 0
+    assert figures["frame_size"] == "480x360"  # its frames, not the simulator's at --imgsz
+
+
+def test_a_higher_conf_finds_fewer_parts(seed_model: Path, tmp_path: Path):
+    found = {}
+    for conf in ("0.25", "0.9"):
+        spool = tmp_path / conf
+        result = edge("run", "--model", str(seed_model), "--source", "sim:baseline",
+                      "--max-frames", "10", "--spool", str(spool), "--conf", conf)
+        assert result.returncode == 0, result.stderr
+        with Spool(spool / "edge-1.sqlite") as opened:
+            found[conf] = sum(s.detections for _, s in opened.pending_telemetry(100))
+    assert found["0.25"] > found["0.9"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -79,6 +106,7 @@ def test_bench_prints_the_figures_the_targets_need(seed_model: Path):
         (["--source", "/no/such/place"], "frame source"),
         (["--source", "sim:baseline", "--imgsz", "100"], "stride"),
         (["--source", "sim:baseline", "--hub", "http://127.0.0.1:9"], "--token"),
+        (["--source", "sim:baseline", "--conf", "1.5"], "--conf"),
     ],
 )
 def test_bad_input_gives_one_line_and_a_non_zero_exit(seed_model, tmp_path, args, message):
