@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flows.offline import OWN_MARK
 from flows.retrain.torch_device import check_device_name, training_device, uses_amp
 
 
@@ -75,8 +76,13 @@ QUIET_SETTINGS = {"sync": False, "clearml": False, "comet": False, "dvc": False,
 
 def quiet_settings(**paths: str) -> None:
     """Write the offline settings (and optional datasets_dir/runs_dir/weights_dir) to the
-    Ultralytics settings file, only the keys this version knows, only when they differ."""
+    Ultralytics settings file, only the keys this version knows, only when they differ; only
+    in a settings folder edgeloop set up (a user's own settings are theirs: flows.offline)."""
     from ultralytics import settings
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    if not (Path(USER_CONFIG_DIR) / OWN_MARK).is_file():
+        return
 
     wanted = {k: v for k, v in {**QUIET_SETTINGS, **paths}.items() if k in settings}
     if any(settings.get(k) != v for k, v in wanted.items()):
