@@ -81,6 +81,16 @@ def offline_environment(var: Path) -> dict[str, str]:
     return offline_switches({}, var)
 
 
+def pin_offline_environment(var: Path) -> dict[str, str]:
+    """`offline_environment(var)` with its folders made edgeloop's own (the Ultralytics font and
+    mark, matplotlib's folder): for the harness's child processes, whose stages' own `var` may
+    be another folder."""
+    pinned = offline_environment(var)
+    prepare_ultralytics_dir(Path(pinned["YOLO_CONFIG_DIR"]))
+    Path(pinned["MPLCONFIGDIR"]).mkdir(parents=True, exist_ok=True)
+    return pinned
+
+
 def find_user_settings(environ: Mapping[str, str], home: Path) -> UserSettings:
     """The user's settings files for Prefect, Ultralytics and matplotlib, where each tool looks
     by default (the folders a user may have moved by an exported variable included)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.offline import offline_environment, prepare_ultralytics_dir
+from flows.offline import offline_environment, pin_offline_environment, prepare_ultralytics_dir
 from tests.support.hub import RunningHub, hub_settings, running_hub
 from tests.support.paths import ROOT, VAR_TEST
 from tests.support.postgres import empty_pg, throwaway_database
@@ -44,7 +44,7 @@ def repo_root() -> Path:
 def offline_env(tmp_path: Path) -> dict[str, str]:
     """A subprocess environment with every offline switch set, state kept under tmp_path."""
     env = dict(os.environ)
-    env.update(offline_environment(tmp_path / "var"))
+    env.update(pin_offline_environment(tmp_path / "var"))
     env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -112,3 +112,12 @@ def test_a_users_own_ultralytics_folder_gets_no_font_and_no_mark(tmp_path, monke
     monkeypatch.setenv("HOME", str(tmp_path / "ana"))
     use_offline_environment(var)
     assert not theirs.exists()
+
+
+def test_the_harness_pin_makes_its_folders_edgeloops_own(tmp_path) -> None:
+    from flows.offline import pin_offline_environment
+
+    pinned = pin_offline_environment(tmp_path / "var")
+    assert pinned == offline_environment(tmp_path / "var")
+    assert (Path(pinned["YOLO_CONFIG_DIR"]) / "Ultralytics" / OWN_MARK).is_file()
+    assert Path(pinned["MPLCONFIGDIR"]).is_dir()
