@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flows.dvc_dataset import commit_folder  # noqa: E402
-from flows.offline import offline_environment  # noqa: E402
+from flows.offline import pin_offline_environment  # noqa: E402
 from sim.dataset import render_labelled_increment  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="build the project here")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
-    env = {**os.environ, **offline_environment(ROOT / "var" / "bench"),
+    env = {**os.environ, **pin_offline_environment(ROOT / "var" / "bench"),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     work = args.keep or Path(tempfile.mkdtemp(prefix="edgeloop-retrain-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -545,9 +545,9 @@ def tiny(config: DemoConfig) -> DemoConfig:
 
 
 def env_for_children(out: Path) -> dict[str, str]:
-    from flows.offline import offline_environment
+    from flows.offline import pin_offline_environment
 
-    env = {**os.environ, **offline_environment(out / "var")}
+    env = {**os.environ, **pin_offline_environment(out / "var")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ class DeploymentSpec:
     parameters: Mapping[str, Any]
     description: str
     tags: tuple[str, ...] = TAGS
+    pool: str = DEFAULT_POOL  # the work pool whose workers run it
 
     @property
     def full_name(self) -> str:
@@ -96,7 +97,7 @@ class DeploymentSpec:
         trigger = None if self.trigger is None else {
             "event": self.trigger.event, "resource": self.trigger.resource,
             "parameters": dict(self.trigger.parameters)}
-        return {"name": self.full_name, "entrypoint": self.entrypoint,
+        return {"name": self.full_name, "pool": self.pool, "entrypoint": self.entrypoint,
                 "interval_s": self.interval_s, "trigger": trigger,
                 "parameters": dict(self.parameters), "tags": list(self.tags),
                 "description": self.description}
@@ -104,29 +105,39 @@ class DeploymentSpec:
 
 @dataclass(frozen=True)
 class DeployPlan:
-    pool: str
+    pool: str  # the default pool; a deployment may have its own (`retrain` on a GPU pool)
     project: Path  # absolute: the worker runs each flow with this as its working directory
     deployments: tuple[DeploymentSpec, ...]
     env: Mapping[str, str] = field(repr=False, default_factory=dict)  # set in each flow run
 
+    @property
+    def pools(self) -> tuple[str, ...]:
+        """Every pool a deployment is on, the default first."""
+        return tuple(dict.fromkeys([self.pool, *(d.pool for d in self.deployments)]))
+
     def to_dict(self) -> dict[str, Any]:
-        return {"pool": self.pool, "pool_type": POOL_TYPE, "project": str(self.project),
+        return {"pool": self.pool, "pools": list(self.pools), "pool_type": POOL_TYPE,
+                "project": str(self.project),
                 "deployments": [d.to_dict() for d in self.deployments]}
 
 
 def deployment_plan(project: Path, *, pool: str = DEFAULT_POOL,
                     intervals: Intervals | None = None,
-                    hub_url: str | None = None) -> DeployPlan:
-    """The deployments of the closed loop for the edgeloop checkout at `project`."""
+                    hub_url: str | None = None, retrain_pool: str | None = None) -> DeployPlan:
+    """The deployments of the closed loop for the edgeloop checkout at `project`, all on `pool`
+    but `retrain`, which goes to `retrain_pool` when given (a pool that GPU machines' workers
+    serve: training takes their GPU by params.yaml's `device: auto`)."""
     intervals = intervals or Intervals()
     root = project.resolve()
     if not pool.strip():
         raise DeployPlanError("the work pool name is empty")
+    if retrain_pool is not None and not retrain_pool.strip():
+        raise DeployPlanError("the retrain work pool name is empty")
     _check_intervals(intervals)
     hub = {"hub_url": hub_url} if hub_url else {}
     release = {"project": str(root), **hub}
     labelling = {"overrides": hub} if hub else {}
-    plan = (
+    plan: tuple[DeploymentSpec, ...] = (
         DeploymentSpec(
             "drift-check", "drift-check", "flows/drift/flow.py:drift_check",
             intervals.drift_check, None, hub,
@@ -157,6 +168,8 @@ def deployment_plan(project: Path, *, pool: str = DEFAULT_POOL,
             intervals.release_refresh, None, release,
             "Re-sign the TUF timestamp before devices see it expire."),
     )
+    plan = tuple(replace(d, pool=retrain_pool if d.name == "retrain" and retrain_pool else pool)
+                 for d in plan)
     missing = sorted({d.entrypoint.split(":")[0] for d in plan
                       if not (root / d.entrypoint.split(":")[0]).is_file()})
     if missing:
@@ -202,7 +215,8 @@ def apply_plan(plan: DeployPlan) -> dict[str, str]:
         if client.api_healthcheck() is not None:
             raise DeployError(f"Prefect API at {api} is not reachable: start `prefect server "
                               "start` or set PREFECT_API_URL")
-        ensure_work_pool(client, plan.pool)
+        for pool in plan.pools:
+            ensure_work_pool(client, pool)
     applied = {}
     for spec in plan.deployments:
         # Loaded from the project folder, so the deployment records it as the working directory.
@@ -211,9 +225,9 @@ def apply_plan(plan: DeployPlan) -> dict[str, str]:
             name=spec.name, interval=spec.interval_s,
             triggers=[_trigger(spec, spec.trigger)] if spec.trigger else None,
             parameters=dict(spec.parameters), description=spec.description,
-            tags=list(spec.tags), work_pool_name=plan.pool,
+            tags=list(spec.tags), work_pool_name=spec.pool,
             job_variables={"env": dict(plan.env)})
-        applied[spec.full_name] = str(deployment.apply(work_pool_name=plan.pool))
+        applied[spec.full_name] = str(deployment.apply(work_pool_name=spec.pool))
     return applied
 
 

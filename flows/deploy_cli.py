@@ -47,6 +47,10 @@ def _every(flag: str, default: int, what: str) -> Any:
 @click.command("deploy")
 @click.option("--pool", default=DEFAULT_POOL, show_default=True,
               help="Work pool (type process), created when missing.")
+@click.option("--retrain-pool", default=None, metavar="NAME",
+              help="Work pool for the retrain deployment alone, e.g. one that workers on GPU "
+                   "machines serve (created when missing; training takes their GPU by "
+                   "params.yaml's device: auto). Default: --pool.")
 @click.option("--project", default=".", show_default=True,
               type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The edgeloop checkout the worker runs the flows from.")
@@ -62,9 +66,9 @@ def _every(flag: str, default: int, what: str) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--var", default="var", show_default=True, type=click.Path(file_okay=False),
               help="Runtime state folder (Prefect home, tool settings).")
-def deploy(pool: str, project: Path, drift_every: int, label_every: int, collect_every: int,
-           canary_every: int, refresh_every: int, hub_url: str | None, dry_run: bool,
-           as_json: bool, var: str) -> None:
+def deploy(pool: str, retrain_pool: str | None, project: Path, drift_every: int,
+           label_every: int, collect_every: int, canary_every: int, refresh_every: int,
+           hub_url: str | None, dry_run: bool, as_json: bool, var: str) -> None:
     """Register the closed loop as Prefect deployments on a process work pool.
 
     \b
@@ -77,14 +81,16 @@ def deploy(pool: str, project: Path, drift_every: int, label_every: int, collect
     \b
     Needs a Prefect server: `prefect server start`, PREFECT_API_URL set. Then run
     them with `prefect worker start --pool edgeloop` from any shell that has
-    EDGELOOP_ADMIN_TOKEN (and the Label Studio token) set. Running deploy again
-    updates the deployments; it never duplicates them.
+    EDGELOOP_ADMIN_TOKEN (and the Label Studio token) set; with --retrain-pool gpu,
+    `prefect worker start --pool gpu` on the GPU machines too. Running deploy again
+    updates the deployments (a pool moved included); it never duplicates them.
     """
     intervals = Intervals(drift_check=drift_every, request_labels=label_every,
                           collect_labels=collect_every, canary_decision=canary_every,
                           release_refresh=refresh_every)
     try:
-        plan = deployment_plan(project, pool=pool, intervals=intervals, hub_url=hub_url)
+        plan = deployment_plan(project, pool=pool, intervals=intervals, hub_url=hub_url,
+                               retrain_pool=retrain_pool)
     except DeployPlanError as exc:
         raise click.ClickException(str(exc)) from None
     if dry_run:
@@ -99,7 +105,8 @@ def deploy(pool: str, project: Path, drift_every: int, label_every: int, collect
         raise click.ClickException(str(exc)) from None
     _report(plan, applied, as_json)
     if not as_json:
-        click.echo(f"\nrun them: prefect worker start --pool {plan.pool}")
+        click.echo("\nrun them: " + "; ".join(f"prefect worker start --pool {p}"
+                                              for p in plan.pools))
 
 
 def _report(plan: DeployPlan, applied: dict[str, str] | None, as_json: bool) -> None:
@@ -114,13 +121,14 @@ def _report(plan: DeployPlan, applied: dict[str, str] | None, as_json: bool) -> 
     if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
         console.width = max(console.width, 140)
     verb = "would register" if applied is None else "registered"
-    console.print(f"{verb} on work pool [bold]{plan.pool}[/bold] (process), "
+    pools = ", ".join(f"[bold]{p}[/bold]" for p in plan.pools)
+    console.print(f"{verb} on work pool{'s' * (len(plan.pools) > 1)} {pools} (process), "
                   f"project {plan.project}:")
     table = Table()
-    for name in ("deployment", "entrypoint", "runs", "parameters"):
+    for name in ("deployment", "pool", "entrypoint", "runs", "parameters"):
         table.add_column(name, no_wrap=name != "parameters")
     for d in plan.deployments:
-        table.add_row(d.full_name, d.entrypoint, d.when(),
+        table.add_row(d.full_name, d.pool, d.entrypoint, d.when(),
                       ", ".join(f"{k}={v}" for k, v in d.parameters.items()) or "-")
     console.print(table)
     console.print(f"events: {FLEET_EVENT} (drift-check), {DATASET_EVENT} (collect-labels)")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.offline import offline_environment, use_offline_environment
+from flows.offline import offline_environment, pin_offline_environment, prepare_ultralytics_dir
 from tests.support.hub import RunningHub, hub_settings, running_hub
 from tests.support.paths import ROOT, VAR_TEST
 from tests.support.postgres import empty_pg, throwaway_database
@@ -18,14 +18,21 @@ from tests.support.seed_model import export_seed_model
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Tools imported by the tests stay offline and write under var/test, never to $HOME.
+    """Tools imported by the tests stay offline and write under var/test (or the folders the
+    Makefile pins), never to $HOME: unlike the product (flows.offline), the harness pins every
+    switch whatever the developer's own settings, and drops their Prefect server and profile.
     Under pytest-xdist each worker gets its own Prefect home: a flow run without a server
     starts a temporary one on PREFECT_HOME's database, which two workers must not share."""
+    for key in ("PREFECT_API_URL", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH"):
+        os.environ.pop(key, None)
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
         home = Path(os.environ.get("PREFECT_HOME", VAR_TEST / "prefect"))
         os.environ["PREFECT_HOME"] = str(home.with_name(f"{home.name}-{worker}"))
-    use_offline_environment(VAR_TEST)
+    for key, value in offline_environment(VAR_TEST).items():
+        os.environ.setdefault(key, value)
+    prepare_ultralytics_dir(Path(os.environ["YOLO_CONFIG_DIR"]))
+    Path(os.environ["MPLCONFIGDIR"]).mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture
@@ -37,7 +44,7 @@ def repo_root() -> Path:
 def offline_env(tmp_path: Path) -> dict[str, str]:
     """A subprocess environment with every offline switch set, state kept under tmp_path."""
     env = dict(os.environ)
-    env.update(offline_environment(tmp_path / "var"))
+    env.update(pin_offline_environment(tmp_path / "var"))
     env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -2,16 +2,22 @@
 
 It returns our own types and paths; nothing else in edgeloop imports `ultralytics`. Call
 `flows.offline.use_offline_environment` before using it, so that nothing is downloaded.
+Training runs on params.yaml's `device` (`flows.retrain.torch_device`); export and evaluation
+run on the CPU, as the ONNX files they make and score run on devices.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from flows.offline import OWN_MARK
+from flows.retrain.torch_device import check_device_name, training_device, uses_amp
 
 
 @dataclass(frozen=True)
@@ -34,8 +40,11 @@ class TrainSettings:
     # Validate after every epoch (best.pt = the best epoch); False: only after the last one
     # (best.pt = the last epoch), which saves a validation pass per epoch on short fine-tunes.
     val: bool = True
+    # auto: the first CUDA GPU, else Apple's MPS, else the CPU; AMP (fp16) on CUDA only.
+    device: str = "auto"
 
     def __post_init__(self) -> None:
+        check_device_name(self.device)
         for name in ("imgsz", "epochs", "batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train {name} must be >= 1, got {getattr(self, name)}")
@@ -67,8 +76,13 @@ QUIET_SETTINGS = {"sync": False, "clearml": False, "comet": False, "dvc": False,
 
 def quiet_settings(**paths: str) -> None:
     """Write the offline settings (and optional datasets_dir/runs_dir/weights_dir) to the
-    Ultralytics settings file, only the keys this version knows, only when they differ."""
+    Ultralytics settings file, only the keys this version knows, only when they differ; only
+    in a settings folder edgeloop set up (a user's own settings are theirs: flows.offline)."""
     from ultralytics import settings
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    if not (Path(USER_CONFIG_DIR) / OWN_MARK).is_file():
+        return
 
     wanted = {k: v for k, v in {**QUIET_SETTINGS, **paths}.items() if k in settings}
     if any(settings.get(k) != v for k, v in wanted.items()):
@@ -82,6 +96,36 @@ def _use_all_cores(threads: int) -> None:
     torch_utils.NUM_THREADS = threads or os.cpu_count() or 1
 
 
+AMP_CHECK_WEIGHTS = "yolo26n.pt"  # what Ultralytics' AMP self-test runs, from its weights dir
+
+
+@contextmanager
+def _amp_check_offline() -> Iterator[None]:
+    """Ultralytics tests AMP on CUDA by running a pretrained model it downloads when missing.
+    Offline (YOLO_OFFLINE, or no DNS) and without those weights, that is a download attempt
+    (curl retries for minutes behind a firewall that drops packets) ending where this ends at
+    once: AMP stays on, as Ultralytics decides after a failed download (its list of GPUs with
+    broken fp16, GTX 16xx and the like, is then not consulted: set `device: cpu` or train online
+    there). Online, or with the weights on disk, its own check runs."""
+    from ultralytics import utils
+    from ultralytics.engine import trainer
+
+    original = trainer.check_amp
+
+    def check(model: Any) -> bool:
+        if utils.is_online() or (Path(utils.WEIGHTS_DIR) / AMP_CHECK_WEIGHTS).is_file():
+            return bool(original(model))
+        utils.LOGGER.warning("AMP: check skipped offline (no %s to test with); AMP on",
+                             AMP_CHECK_WEIGHTS)
+        return True
+
+    trainer.check_amp = check
+    try:
+        yield
+    finally:
+        trainer.check_amp = original
+
+
 def train(data_yaml: Path, out_dir: Path, settings: TrainSettings, work_dir: Path) -> Path:
     """Train on `data_yaml` and copy the best weights to `out_dir/best.pt`; returns that path."""
     from ultralytics import YOLO
@@ -90,28 +134,30 @@ def train(data_yaml: Path, out_dir: Path, settings: TrainSettings, work_dir: Pat
         raise FileNotFoundError(f"dataset spec {data_yaml} does not exist")
     quiet_settings()
     _use_all_cores(settings.threads)
+    device = training_device(settings.device)
     model = YOLO(settings.model, task="detect")
-    model.train(
-        data=str(data_yaml.resolve()),
-        imgsz=settings.imgsz,
-        epochs=settings.epochs,
-        batch=settings.batch,
-        seed=settings.seed,
-        deterministic=True,
-        patience=settings.patience,
-        cache="ram" if settings.cache else False,
-        device="cpu",
-        amp=False,  # the AMP check downloads weights
-        plots=False,
-        project=str(work_dir.resolve()),
-        name="train",
-        exist_ok=True,
-        verbose=False,
-        optimizer=settings.optimizer,
-        val=settings.val,
-        **settings.tuning(),
-        **dict(settings.augment),
-    )
+    with _amp_check_offline():
+        model.train(
+            data=str(data_yaml.resolve()),
+            imgsz=settings.imgsz,
+            epochs=settings.epochs,
+            batch=settings.batch,
+            seed=settings.seed,
+            deterministic=True,
+            patience=settings.patience,
+            cache="ram" if settings.cache else False,
+            device=device,
+            amp=uses_amp(device),
+            plots=False,
+            project=str(work_dir.resolve()),
+            name="train",
+            exist_ok=True,
+            verbose=False,
+            optimizer=settings.optimizer,
+            val=settings.val,
+            **settings.tuning(),
+            **dict(settings.augment),
+        )
     if model.trainer is None:
         raise RuntimeError("Ultralytics returned from training without a trainer")
     best = Path(model.trainer.best)
@@ -142,6 +188,9 @@ def export_onnx(weights: Path, out_path: Path, imgsz: int, dynamic: bool = True)
     from ultralytics import YOLO
 
     quiet_settings()
+    # On the CPU whatever the training device: the graph is the same, the file ships to CPUs, and
+    # the parity check (onnx_export.torch_parity) compares it with the weights run on the CPU,
+    # within tolerances measured there (a GPU's TF32 convolutions differ by more).
     exported = YOLO(str(weights), task="detect").export(
         format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True, device="cpu", verbose=False
     )
@@ -158,6 +207,8 @@ def evaluate(model_path: Path, data_yaml: Path, imgsz: int, work_dir: Path,
     quiet_settings()
     _use_all_cores(0)
     model = YOLO(str(model_path), task="detect")
+    # On the CPU: what is scored is the ONNX file, run by ONNX Runtime as devices run it; on CUDA
+    # Ultralytics would ask for onnxruntime-gpu (an auto-install, refused offline).
     result = model.val(
         data=str(data_yaml.resolve()),
         split=split,

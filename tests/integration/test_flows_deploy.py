@@ -94,6 +94,25 @@ def test_deploying_again_updates_instead_of_duplicating(harness, project) -> Non
 
 
 @pytest.mark.slow
+def test_retrain_pool_puts_retrain_alone_on_its_own_pool(harness, project) -> None:
+    from prefect.client.orchestration import get_client
+
+    result = CliRunner().invoke(deploy, ["--pool", "line-10", "--retrain-pool", "gpu-10",
+                                         "--project", str(project), "--json"])
+    assert result.exit_code == 0, result.output
+    with get_client(sync_client=True) as client:
+        assert client.read_work_pool("gpu-10").type == "process"
+        assert [d.name for d in pool_deployments(client, "gpu-10")] == ["retrain"]
+        assert len(pool_deployments(client, "line-10")) == 5
+    # Deploying again without the flag moves retrain back: one deployment, on the default pool.
+    assert CliRunner().invoke(deploy, ["--pool", "line-10", "--project", str(project),
+                                       "--json"]).exit_code == 0
+    with get_client(sync_client=True) as client:
+        assert pool_deployments(client, "gpu-10") == []
+        assert len(pool_deployments(client, "line-10")) == 6
+
+
+@pytest.mark.slow
 def test_dry_run_prints_the_plan_and_registers_nothing(harness, project) -> None:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
@@ -117,3 +136,15 @@ def test_unreachable_prefect_api_is_a_one_line_error(project) -> None:
         result = CliRunner().invoke(deploy, ["--project", str(project)])
     assert result.exit_code == 1
     assert "not reachable" in result.output and "prefect server start" in result.output
+
+
+def test_dry_run_shows_retrain_on_its_own_pool(project) -> None:
+    result = CliRunner().invoke(deploy, ["--retrain-pool", "gpu", "--project", str(project),
+                                         "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["dry_run"] is True and plan["pools"] == ["edgeloop", "gpu"]
+    assert {d["name"]: d["pool"] for d in plan["deployments"]} == {
+        "drift-check/drift-check": "edgeloop", "request-labels/request-labels": "edgeloop",
+        "collect-labels/collect-labels": "edgeloop", "retrain-and-release/retrain": "gpu",
+        "release-canary/release-canary": "edgeloop", "release-refresh/release-refresh": "edgeloop"}

@@ -10,7 +10,7 @@ from flows.offline import use_offline_environment
 from flows.retrain.stages.params import stage_params
 
 KEYS = {"model", "imgsz", "epochs", "batch", "seed", "patience", "threads", "cache", "augment",
-        "optimizer", "lr0", "warmup_epochs", "freeze", "val"}
+        "optimizer", "lr0", "warmup_epochs", "freeze", "val", "device"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--var", type=Path, default=Path("var"))
     args = parser.parse_args(argv)
     use_offline_environment(args.var)
+    from flows.retrain.torch_device import DeviceError
     from flows.retrain.ultralytics_yolo import TrainSettings, train
 
     values = stage_params(args.params, args.section, KEYS)
@@ -31,8 +32,14 @@ def main(argv: list[str] | None = None) -> None:
         if not args.weights.is_file():
             raise SystemExit(f"train: weights {args.weights} do not exist")
         values["model"] = str(args.weights)
-    settings = TrainSettings(**values)
-    best = train(args.data, args.out, settings, args.var / "runs" / args.section)
+    try:
+        settings = TrainSettings(**values)
+    except ValueError as exc:  # DeviceError too: a bad params.yaml value, one line
+        raise SystemExit(f"train: {args.params} [{args.section}]: {exc}") from None
+    try:
+        best = train(args.data, args.out, settings, args.var / "runs" / args.section)
+    except DeviceError as exc:  # a device this machine lacks
+        raise SystemExit(f"train: {args.params} [{args.section}]: {exc}") from None
     print(f"best weights: {best}")
 
 

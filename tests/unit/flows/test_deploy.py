@@ -46,6 +46,27 @@ def test_default_plan_schedules_the_loop_and_retrains_only_on_a_new_dataset(proj
     assert all(d.entrypoint.split(":")[0] in ENTRYPOINT_FILES for d in plan.deployments)
 
 
+def test_every_deployment_is_on_the_one_pool_unless_retrain_has_its_own(project) -> None:
+    plan = deployment_plan(project, pool="line-7")
+    assert {d.pool for d in plan.deployments} == {"line-7"} and plan.pools == ("line-7",)
+
+
+def test_a_retrain_pool_takes_retrain_alone_the_rest_stay_on_the_default(project) -> None:
+    plan = deployment_plan(project, pool="line-7", retrain_pool="gpu")
+    pools = {d.name: d.pool for d in plan.deployments}
+    assert pools.pop("retrain") == "gpu"
+    assert set(pools.values()) == {"line-7"}
+    assert plan.pools == ("line-7", "gpu")
+    described = {d["name"]: d["pool"] for d in plan.to_dict()["deployments"]}
+    assert described["retrain-and-release/retrain"] == "gpu"
+    assert plan.to_dict()["pools"] == ["line-7", "gpu"]
+
+
+def test_an_empty_retrain_pool_name_is_refused(project) -> None:
+    with pytest.raises(DeployPlanError, match="retrain work pool name is empty"):
+        deployment_plan(project, retrain_pool=" ")
+
+
 def test_hub_url_reaches_every_flow_that_talks_to_the_hub(project) -> None:
     plan = deployment_plan(project, hub_url="http://hub.line-7:8700")
     params = {d.name: d.parameters for d in plan.deployments}
