@@ -128,6 +128,7 @@ finetune:                # Ultralytics fine-tune of the champion's weights
   lr0: 0.0002
   warmup_epochs: 0
   freeze: 10             # the backbone stays as the champion learnt it
+  device: auto           # auto (cuda:0, else mps, else cpu), cpu, cuda:N, mps; AMP on CUDA
 
 release_export:
   imgsz: {size}

@@ -45,10 +45,20 @@ def test_init_makes_a_project_from_a_teams_model_and_data_and_never_touches_its_
 
     increment(project)
     seed_before = digest(project / "data" / "seed")
-    repro = subprocess.run(["dvc", "repro", "prepare"], cwd=project, env=env,
-                           capture_output=True, text=True,
-                           timeout=600)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["finetune"].update(epochs=1, batch=4, imgsz=320)  # a tiny retrain on 2 cores
+    params["release_export"].update(imgsz=320, calibration_frames=4, parity_frames=2)
+    params["release_evaluate"]["imgsz"] = params["profile"]["imgsz"] = 320
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repro = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True,
+                           text=True, timeout=900)
     assert repro.returncode == 0, repro.stdout + repro.stderr
+    for stage in ("prepare", "train", "export", "evaluate", "gate", "profile"):
+        assert f"> edgeloop stage {stage} " in repro.stdout  # the installed package ran it
+    gate = json.loads((project / "metrics" / "gate.json").read_text())
+    assert gate["ship"] is False  # an untrained champion's candidate gains nothing: refused
+    assert any("drift slice" in reason for reason in gate["reasons"])
+    assert (project / "models" / "candidate" / "reference.parquet").is_file()
     summary = json.loads((project / "metrics" / "prepare.json").read_text())
     assert summary["frames"]["golden"] == 2  # 20% of val: the dataset has no test split
     assert summary["sources"]["golden"] == {"seed": 2}
