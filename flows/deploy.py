@@ -76,7 +76,7 @@ class OnEvent:
 class DeploymentSpec:
     name: str
     flow_name: str
-    entrypoint: str  # relative to the project folder: flows/drift/flow.py:drift_check
+    entrypoint: str  # the installed package's flow, as a module path: flows.drift.flow.drift_check
     interval_s: int | None  # None: runs only on its trigger
     trigger: OnEvent | None
     parameters: Mapping[str, Any]
@@ -124,7 +124,8 @@ class DeployPlan:
 def deployment_plan(project: Path, *, pool: str = DEFAULT_POOL,
                     intervals: Intervals | None = None,
                     hub_url: str | None = None, retrain_pool: str | None = None) -> DeployPlan:
-    """The deployments of the closed loop for the edgeloop checkout at `project`, all on `pool`
+    """The deployments of the closed loop for the data project at `project` (their flows from
+    the installed package, run with the project as their working directory), all on `pool`
     but `retrain`, which goes to `retrain_pool` when given (a pool that GPU machines' workers
     serve: training takes their GPU by params.yaml's `device: auto`)."""
     intervals = intervals or Intervals()
@@ -139,42 +140,40 @@ def deployment_plan(project: Path, *, pool: str = DEFAULT_POOL,
     labelling = {"overrides": hub} if hub else {}
     plan: tuple[DeploymentSpec, ...] = (
         DeploymentSpec(
-            "drift-check", "drift-check", "flows/drift/flow.py:drift_check",
+            "drift-check", "drift-check", "flows.drift.flow.drift_check",
             intervals.drift_check, None, hub,
             "Every active device's telemetry against its release's reference profile; emits "
             f"{FLEET_EVENT} when most of the fleet drifted together."),
         DeploymentSpec(
-            "request-labels", "request-labels", "flows/labelling/flow.py:request_labels",
+            "request-labels", "request-labels", "flows.labelling.flow.request_labels",
             intervals.request_labels, OnEvent(FLEET_EVENT, FLEET_RESOURCE), labelling,
             "Send the most informative hub frames to Label Studio, on a fleet-wide drift "
             "and on a schedule."),
         DeploymentSpec(
-            "collect-labels", "collect-labels", "flows/labelling/flow.py:collect_labels",
+            "collect-labels", "collect-labels", "flows.labelling.flow.collect_labels",
             intervals.collect_labels, None, {"repo": str(root), **labelling},
             f"Finished labels become a DVC dataset version; emits {DATASET_EVENT}."),
         DeploymentSpec(
-            "retrain", "retrain-and-release", "flows/chain.py:retrain_and_release", None,
+            "retrain", "retrain-and-release", "flows.chain.retrain_and_release", None,
             OnEvent(DATASET_EVENT, dataset_resource(root),
                     {"dataset": "{{ event.payload.git_commit }}"}),
             {"repo": str(root)},
             "Fine-tune on the new dataset version, export, gate; a passing candidate is "
             "released to canary."),
         DeploymentSpec(
-            "release-canary", "release-canary", "flows/release/flow.py:canary_decision",
+            "release-canary", "release-canary", "flows.release.flow.canary_decision",
             intervals.canary_decision, None, release,
             "Judge the canary's telemetry: promote, roll back or wait."),
         DeploymentSpec(
-            "release-refresh", "release-refresh", "flows/release/flow.py:refresh",
+            "release-refresh", "release-refresh", "flows.release.flow.refresh",
             intervals.release_refresh, None, release,
             "Re-sign the TUF timestamp before devices see it expire."),
     )
     plan = tuple(replace(d, pool=retrain_pool if d.name == "retrain" and retrain_pool else pool)
                  for d in plan)
-    missing = sorted({d.entrypoint.split(":")[0] for d in plan
-                      if not (root / d.entrypoint.split(":")[0]).is_file()})
-    if missing:
-        raise DeployPlanError(f"{root} is not an edgeloop checkout: {', '.join(missing)} "
-                              "missing (pass --project)")
+    if not (root / "dvc.yaml").is_file() or not (root / "params.yaml").is_file():
+        raise DeployPlanError(f"{root} is not a data project (no dvc.yaml and params.yaml): "
+                              "make one with `edgeloop init`, or pass --project")
     env = {k: v for k, v in offline_environment(root / "var").items()
            if k != "PREFECT_HOME"}  # the worker's own Prefect settings (API URL) must hold
     return DeployPlan(pool, root, plan, env)
@@ -202,9 +201,11 @@ def _check_intervals(intervals: Intervals) -> None:
 def apply_plan(plan: DeployPlan) -> dict[str, str]:
     """Create the work pool if missing, then create or update each deployment. Returns each
     deployment's full name with its id."""
-    from prefect import Flow
+    import importlib
+
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
+    from prefect.types.entrypoint import EntrypointType
 
     api = PREFECT_API_URL.value()
     if not api:
@@ -219,14 +220,18 @@ def apply_plan(plan: DeployPlan) -> dict[str, str]:
             ensure_work_pool(client, pool)
     applied = {}
     for spec in plan.deployments:
-        # Loaded from the project folder, so the deployment records it as the working directory.
-        flow: Any = Flow.from_source(source=str(plan.project), entrypoint=spec.entrypoint)
+        # The flow from the installed package (a module path, not a file of the project); the
+        # worker runs it with the project as its working directory.
+        module, _, name = spec.entrypoint.rpartition(".")
+        flow: Any = getattr(importlib.import_module(module), name)
         deployment: Any = flow.to_deployment(
+            entrypoint_type=EntrypointType.MODULE_PATH,
             name=spec.name, interval=spec.interval_s,
             triggers=[_trigger(spec, spec.trigger)] if spec.trigger else None,
             parameters=dict(spec.parameters), description=spec.description,
             tags=list(spec.tags), work_pool_name=spec.pool,
-            job_variables={"env": dict(plan.env)})
+            job_variables={"env": dict(plan.env), "working_dir": str(plan.project)})
+        deployment._path = str(plan.project)  # recorded as the deployment's working directory
         applied[spec.full_name] = str(deployment.apply(work_pool_name=spec.pool))
     return applied
 

@@ -53,7 +53,7 @@ def _every(flag: str, default: int, what: str) -> Any:
                    "params.yaml's device: auto). Default: --pool.")
 @click.option("--project", default=".", show_default=True,
               type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="The edgeloop checkout the worker runs the flows from.")
+              help="The data project (made by `edgeloop init`) the worker runs the flows in.")
 @_every("--drift-every", DEFAULTS.drift_check, "the fleet is checked for drift")
 @_every("--label-every", DEFAULTS.request_labels,
         "frames go to Label Studio besides on a fleet-wide drift")

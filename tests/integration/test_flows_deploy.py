@@ -20,10 +20,11 @@ from tests.support.paths import ROOT
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """An edgeloop checkout the worker would run the flows from (the flows, copied)."""
+    """A data project the worker would run the flows in (their code: the installed package)."""
     root = tmp_path / "line-7"
-    shutil.copytree(ROOT / "flows", root / "flows",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    root.mkdir()
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, root / name)
     return root
 
 
@@ -55,8 +56,8 @@ def test_apply_registers_the_loop_on_a_process_pool(harness, project) -> None:
             assert found.work_pool_name == "line-7"
             assert found.entrypoint == spec.entrypoint
             assert found.parameters == dict(spec.parameters)
-            assert found.pull_steps == [{"prefect.deployments.steps.set_working_directory": {
-                "directory": str(project.resolve())}}]
+            assert found.path == str(project.resolve())  # the flows run in the data project
+            assert found.job_variables["working_dir"] == str(project.resolve())
             assert found.job_variables["env"]["YOLO_OFFLINE"] == "1"
             assert [s.schedule.interval.total_seconds() for s in found.schedules] == (
                 [spec.interval_s] if spec.interval_s else [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,14 @@ from flows.deploy import (
 )
 from flows.events import DATASET_EVENT, FLEET_EVENT, dataset_resource
 
-ENTRYPOINT_FILES = ("flows/drift/flow.py", "flows/labelling/flow.py", "flows/chain.py",
-                    "flows/release/flow.py")
-
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
+    """A data project: what the flows run in (their code comes from the installed package)."""
     root = tmp_path / "line-7"
-    for name in ENTRYPOINT_FILES:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text("")
+    root.mkdir()
+    for name in ("dvc.yaml", "params.yaml"):
+        (root / name).write_text("{}\n")
     return root
 
 
@@ -38,12 +37,14 @@ def test_default_plan_schedules_the_loop_and_retrains_only_on_a_new_dataset(proj
     assert retrain.trigger is not None and retrain.trigger.event == DATASET_EVENT
     assert retrain.trigger.resource == dataset_resource(project) == "edgeloop.dataset.line-7"
     assert retrain.parameters == {"repo": str(project.resolve())}
-    assert retrain.entrypoint == "flows/chain.py:retrain_and_release"  # releases what passes
+    assert retrain.entrypoint == "flows.chain.retrain_and_release"  # releases what passes
     assert "event.payload.git_commit" in retrain.trigger.parameters["dataset"]
     request = by_name["request-labels"]
     assert request.trigger is not None and request.trigger.event == FLEET_EVENT
     assert [d.name for d in plan.deployments if d.trigger] == ["request-labels", "retrain"]
-    assert all(d.entrypoint.split(":")[0] in ENTRYPOINT_FILES for d in plan.deployments)
+    for spec in plan.deployments:  # each entry point is a flow of the installed package
+        module, _, name = spec.entrypoint.rpartition(".")
+        assert getattr(importlib.import_module(module), name).name == spec.flow_name
 
 
 def test_every_deployment_is_on_the_one_pool_unless_retrain_has_its_own(project) -> None:
@@ -105,6 +106,6 @@ def test_zero_interval_is_refused(project) -> None:
         deployment_plan(project, intervals=Intervals(collect_labels=0))
 
 
-def test_project_without_the_flows_is_refused(tmp_path) -> None:
-    with pytest.raises(DeployPlanError, match="not an edgeloop checkout"):
+def test_a_folder_that_is_not_a_data_project_is_refused(tmp_path) -> None:
+    with pytest.raises(DeployPlanError, match="not a data project"):
         deployment_plan(tmp_path)
