@@ -676,7 +676,8 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
     from sim.stream import parse_layers
 
     out = config.out.resolve()
-    for stale in ("hub", "devices", "labelling", "drift", "project", "seed-release"):
+    for stale in ("hub", "devices", "labelling", "drift", "project", "seed-dataset",
+                  "seed-release"):
         shutil.rmtree(out / stale, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     env = env_for_children(out)

@@ -1,6 +1,8 @@
-"""The demo's data project: a git + DVC repository made from this checkout's pipeline, as a team
-would keep it — `dvc.yaml`, `params.yaml` (at the demo's sizes), the code its stages run, a DVC
-remote, the seed set rendered by `dvc repro seed_render`, and the seed model as the champion.
+"""The demo's data project, made the way a team makes its own: the simulator's seed set is
+rendered as a team's Ultralytics dataset would be (train, val, and test_baseline as its test
+split), then `edgeloop init` makes the project from it and the seed model, and the demo sets the
+params to its sizes. Nothing of edgeloop's code is copied into it: its stages run the installed
+`edgeloop stage ...`.
 
 Labelled increments are added to it by the collect flow; the retrain flow reproduces its
 pipeline; the release flow signs what it built.
@@ -19,8 +21,8 @@ import yaml
 
 from flows.dvc_dataset import dvc_executable
 
-ROOT = Path(__file__).resolve().parent.parent
-CODE = ("sim", "flows", "edge_runtime", "configs")
+SEED_RENDER = 7  # the seed set's render seed (the repository's own params.yaml says the same)
+FLEET = "line-1"
 AUTHOR = ("-c", "user.name=edgeloop demo", "-c", "user.email=demo@edgeloop.invalid")
 
 
@@ -48,50 +50,48 @@ def _run(cmd: list[str], cwd: Path, env: Mapping[str, str]) -> str:
     return done.stdout
 
 
-def demo_params(sizes: ProjectSizes) -> dict[str, Any]:
-    """This checkout's params.yaml at the demo's sizes; the champion is `champion/`."""
-    params: dict[str, Any] = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["render"].update(scenarios=["baseline"], imgsz=sizes.imgsz,
-                            train_frames=sizes.seed_train, val_frames=sizes.seed_val,
-                            test_frames=sizes.seed_test)
-    params["champion"] = {"weights": "champion/best.pt", "onnx": "champion/model.onnx"}
+def demo_params(sizes: ProjectSizes, params: dict[str, Any]) -> dict[str, Any]:
+    """The params.yaml `edgeloop init` wrote, at the demo's sizes."""
     params["finetune"]["epochs"] = sizes.epochs
     params["finetune"]["val"] = sizes.val_every_epoch
     params["prepare"]["group_frames"] = sizes.group_frames
     return params
 
 
+def render_seed_dataset(out: Path, sizes: ProjectSizes) -> Path:
+    """The simulator's baseline frames as a team's dataset: train/, val/, test_baseline/ and a
+    data.yaml naming them; returns the data.yaml."""
+    from sim.dataset import data_yaml, render_dataset
+
+    shutil.rmtree(out, ignore_errors=True)
+    for split, frames in (("train", sizes.seed_train), ("val", sizes.seed_val),
+                          ("test_baseline", sizes.seed_test)):
+        render_dataset(out / split, "baseline", frames, SEED_RENDER, sizes.imgsz, split=split)
+    (out / "data.yaml").write_text(data_yaml("train/images", "val/images",
+                                             "test_baseline/images"))
+    return out / "data.yaml"
+
+
 def build_project(work: Path, champion: Path, sizes: ProjectSizes, env: Mapping[str, str],
                   extra_files: Mapping[str, str] | None = None) -> Path:
-    """A fresh project in `work` with the champion's weights exported to ONNX and the seed set
-    rendered; returns the champion's ONNX file. `extra_files`: more files (path -> text)."""
+    """A fresh project in `work` made by `edgeloop init` from the rendered seed set and the
+    champion's weights (exported to ONNX by init); returns the champion's ONNX file.
+    `extra_files`: more files (path -> text), e.g. the project's own configs/gate.yaml."""
     if work.exists():
         shutil.rmtree(work)
-    work.mkdir(parents=True)
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, work / name)
-    for package in CODE:
-        shutil.copytree(ROOT / package, work / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    (work / "params.yaml").write_text(yaml.safe_dump(demo_params(sizes), sort_keys=False))
-    (work / ".gitignore").write_text("/var/\n/champion/model.onnx\n")
+    dataset = render_seed_dataset(work.parent / "seed-dataset", sizes)
+    edgeloop = str(Path(dvc_executable()).parent / "edgeloop")
+    _run([edgeloop, "init", str(work), "--model", str(champion), "--data", str(dataset),
+          "--fleet", FLEET], work.parent, env)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    (work / "params.yaml").write_text(yaml.safe_dump(demo_params(sizes, params),
+                                                     sort_keys=False))
     for path, text in (extra_files or {}).items():
         (work / path).parent.mkdir(parents=True, exist_ok=True)
         (work / path).write_text(text)
-    (work / "champion").mkdir()
-    shutil.copy(champion, work / "champion" / "best.pt")
-    (work / "data" / "labelled").mkdir(parents=True)
-    (work / "data" / "labelled" / ".gitkeep").write_text("")
-    python = str(Path(dvc_executable()).parent / "python")
-    _run([python, "-m", "flows.retrain.stages.export", "--weights", "champion/best.pt",
-          "--out", "champion/model.onnx"], work, env)
     dvc = dvc_executable()
-    _run(["git", "init", "-q", "-b", "main"], work, env)
-    _run([dvc, "init", "-q"], work, env)
     _run([dvc, "remote", "add", "-d", "storage", str(work / "var" / "dvc-remote")], work, env)
-    _run([dvc, "repro", "seed_render"], work, env)
     _run(["git", *AUTHOR, "add", "."], work, env)
-    _run(["git", *AUTHOR, "commit", "-qm", "edgeloop demo: pipeline, seed set, champion"],
-         work, env)
+    _run(["git", *AUTHOR, "commit", "-qm", "edgeloop demo: the demo's sizes"], work, env)
     _run([dvc, "push", "-q"], work, env)
-    return work / "champion" / "model.onnx"
+    return work / "models" / "champion" / "model.onnx"

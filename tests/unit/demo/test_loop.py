@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from demo.loop import (
     DemoConfig,
@@ -149,11 +150,16 @@ def test_a_server_that_failed_to_start_is_reported_and_not_stopped() -> None:
 
 def test_the_project_params_validate_every_epoch_unless_the_sizes_say_the_last_only() -> None:
     from demo.project import ProjectSizes, demo_params
+    from flows.project import ModelFacts, project_files
     from flows.retrain.stages.train import KEYS
     from flows.retrain.ultralytics_yolo import TrainSettings
 
-    assert demo_params(ProjectSizes())["finetune"]["val"] is True
-    tiny_finetune = demo_params(tiny(DemoConfig()).project)["finetune"]
+    def written() -> dict:  # the params.yaml `edgeloop init` writes for the seed model
+        return yaml.safe_load(project_files(ModelFacts(("nut", "washer", "bolt"), 320), "0",
+                                            "line-1")["params.yaml"])
+
+    assert demo_params(ProjectSizes(), written())["finetune"]["val"] is True
+    tiny_finetune = demo_params(tiny(DemoConfig()).project, written())["finetune"]
     assert tiny_finetune["val"] is False and tiny_finetune["epochs"] == 4
     settings = TrainSettings(**{k: v for k, v in tiny_finetune.items() if k in KEYS})
     assert settings.val is False
