@@ -45,7 +45,8 @@ def init(directory: Path, weights: Path, data_yaml: Path, onnx: Path | None,
     files = create_project(directory, weights=weights, data_yaml=data_yaml, onnx=onnx,
                            model=ModelFacts(names, imgsz, task),
                            edgeloop_version=installed_version(), fleet=fleet,
-                           export_onnx=export_onnx)
+                           export_onnx=lambda w, out, size: export_onnx(w, out, size,
+                                                                         quiet=True))
     click.echo(f"made {directory}: {len(names)} classes ({', '.join(names)}), {imgsz} px; "
                f"{len(files)} files in git, data/seed and models/champion in DVC")
     click.echo(f"next: cd {directory} && dvc remote add -d store <url> && dvc push")

@@ -8,6 +8,7 @@ run on the CPU, as the ONNX files they make and score run on devices.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -183,17 +184,26 @@ def model_facts(weights: Path) -> tuple[tuple[str, ...], int, str]:
     return ordered, int(max(imgsz) if isinstance(imgsz, list | tuple) else imgsz), str(model.task)
 
 
-def export_onnx(weights: Path, out_path: Path, imgsz: int, dynamic: bool = True) -> Path:
-    """Export `weights` to ONNX (opset and graph cleanup as Ultralytics does) at `out_path`."""
+def export_onnx(weights: Path, out_path: Path, imgsz: int, dynamic: bool = True,
+                quiet: bool = False) -> Path:
+    """Export `weights` to ONNX (opset and graph cleanup as Ultralytics does) at `out_path`;
+    `quiet`: without Ultralytics' progress lines (a command that reports in one line)."""
     from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
 
     quiet_settings()
+    level = LOGGER.level
+    if quiet:
+        LOGGER.setLevel(logging.WARNING)
     # On the CPU whatever the training device: the graph is the same, the file ships to CPUs, and
     # the parity check (onnx_export.torch_parity) compares it with the weights run on the CPU,
     # within tolerances measured there (a GPU's TF32 convolutions differ by more).
-    exported = YOLO(str(weights), task="detect").export(
-        format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True, device="cpu", verbose=False
-    )
+    try:
+        exported = YOLO(str(weights), task="detect").export(
+            format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True, device="cpu",
+            verbose=False)
+    finally:
+        LOGGER.setLevel(level)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(exported), out_path)
     return out_path

@@ -43,6 +43,13 @@ def test_init_makes_a_project_from_a_teams_model_and_data_and_never_touches_its_
     assert yaml.safe_load((project / "edgeloop.yaml").read_text())["labelling"]["classes"] == [
         "gear", "cog", "spring"]
 
+    plan = subprocess.run([installed.edgeloop, "flows", "deploy", "--dry-run", "--json"],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert plan.returncode == 0, plan.stderr  # deployable from the project, no --project
+    deployments = json.loads(plan.stdout)
+    assert deployments["project"] == str(project.resolve())
+    assert {d["entrypoint"].split(".")[0] for d in deployments["deployments"]} == {"flows"}
+
     increment(project)
     seed_before = digest(project / "data" / "seed")
     params = yaml.safe_load((project / "params.yaml").read_text())
