@@ -200,7 +200,7 @@ def _value(hint: Any, value: Any, dotted: str, merged: Layered, error: type[Sett
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)][:1] or [Any]
+        inner = next((a for a in args if a is not type(None)), Any)
         return _value(inner, value, dotted, merged, error, convert)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, dotted + ".", merged, error, convert)  # type: ignore[arg-type]

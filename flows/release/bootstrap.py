@@ -6,10 +6,11 @@ assigned to every channel. Later releases come from the retrain's gate (`edgeloo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -18,6 +19,7 @@ from edge_runtime.detector import Detector
 from edge_runtime.replay import replay_rows, write_parquet
 from edge_runtime.sources import image_frames
 from flows.dvc_dataset import dvc_md5
+from flows.project import SEED_DIR, SEED_YAML
 from flows.release.candidate import ReleaseError, git_head, input_signature, params_hash
 from flows.release.publish import build_manifest, publish
 from flows.release.tuf import ReleaseRepository
@@ -26,7 +28,6 @@ from hub.client import HubClient
 
 REFERENCE_FILE = "reference.parquet"
 MAX_REFERENCE_FRAMES = 2000  # enough for every drift test's power; more only takes longer
-SEED_DIR, SEED_YAML = "data/seed", "data/seed.yaml"  # as `edgeloop init` lays a project out
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,19 @@ class Bootstrapped:
     reference_frames: int
 
 
-def champion_paths(project: Path) -> tuple[Path, Path]:
-    """(weights, ONNX file) of the champion, as params.yaml names them."""
+def project_params(project: Path) -> dict[str, Any]:
     params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8")) or {}
-    champion = params.get("champion") if isinstance(params, dict) else None
+    if not isinstance(params, dict):
+        raise ReleaseError(f"{project / 'params.yaml'} must be a mapping")
+    return params
+
+
+def champion_onnx(project: Path, params: Mapping[str, Any]) -> Path:
+    """The champion's ONNX file, as params.yaml names it."""
+    champion = params.get("champion")
     if not isinstance(champion, dict) or "onnx" not in champion:
         raise ReleaseError(f"{project / 'params.yaml'} names no champion (champion.onnx)")
-    return project / str(champion.get("weights", "")), project / str(champion["onnx"])
+    return project / str(champion["onnx"])
 
 
 def seed_version(project: Path) -> str:
@@ -51,10 +58,9 @@ def seed_version(project: Path) -> str:
     return f"{SEED_DIR}@{dvc_md5(tracked)[0]}" if tracked.is_file() else ""
 
 
-def reference_images(project: Path) -> tuple[Path, ...]:
+def reference_images(project: Path, params: Mapping[str, Any]) -> tuple[Path, ...]:
     """The old-domain images the champion's reference is replayed on: the golden slice of the
     team's dataset (its test split, or the fixed share of val the retrain holds out)."""
-    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8")) or {}
     share = float((params.get("prepare") or {}).get("golden_share", 0.2))
     try:
         dataset = read_dataset(project / SEED_YAML, root=project / SEED_DIR)
@@ -63,15 +69,18 @@ def reference_images(project: Path) -> tuple[Path, ...]:
         raise ReleaseError(f"no reference images: {exc} (give --images)") from None
 
 
-def bootstrap(client: HubClient, repo: ReleaseRepository, *, project: Path, onnx: Path,
-              images: Sequence[Path], channels: Sequence[str], expires_in: timedelta,
-              work: Path, progress: Callable[[int], None] | None = None) -> Bootstrapped:
-    """Publish `onnx` as release 1 with its reference profile; `repo` must be new."""
+def bootstrap(client: HubClient, new_repository: Callable[[], ReleaseRepository], *,
+              project: Path, onnx: Path, images: Sequence[Path], channels: Sequence[str],
+              expires_in: timedelta, work: Path,
+              progress: Callable[[int], None] | None = None) -> Bootstrapped:
+    """Publish `onnx` as release 1 with its reference profile, into the TUF repository
+    `new_repository` creates; refused, before any key is made, when the hub has releases."""
     if client.releases():
         raise ReleaseError("the hub already has releases: a fleet is bootstrapped once; "
                            "publish candidates with `edgeloop flows release`")
     if not images:
         raise ReleaseError("no images to replay for the reference profile")
+    repo = new_repository()
     reference = work / REFERENCE_FILE
     rows = replay_rows(Detector(onnx, threads=0), image_frames(images[:MAX_REFERENCE_FRAMES]),
                        progress=progress)

@@ -42,7 +42,7 @@ def bootstrap(project: Path, images: Path | None, hub_url: str | None,
     print the `edgeloop edge provision` line for each device."""
     use_offline_environment(project.resolve() / "var")
     from flows.release.bootstrap import bootstrap as publish_first
-    from flows.release.bootstrap import champion_paths, reference_images
+    from flows.release.bootstrap import champion_onnx, project_params, reference_images
     from flows.release.candidate import ReleaseError
     from flows.release.flow import load_release_settings
     from flows.yolo_dataset import IMAGE_SUFFIXES
@@ -53,20 +53,18 @@ def bootstrap(project: Path, images: Path | None, hub_url: str | None,
     if (settings.repo_dir / "metadata" / "root.json").is_file():
         raise ReleaseError(f"{settings.repo_dir} already holds a release repository: the "
                            "fleet is bootstrapped; publish candidates with edgeloop flows release")
-    _, onnx = champion_paths(settings.project)
+    params = project_params(settings.project)
+    onnx = champion_onnx(settings.project, params)
 
     pictures = (sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-                if images else reference_images(settings.project))
+                if images else reference_images(settings.project, params))
     with settings.client() as client:
-        if client.releases():  # before any key is made
-            raise ReleaseError("the hub already has releases: a fleet is bootstrapped once")
-        repo = settings.repository()
         work = settings.project / "var" / "releases" / "bootstrap"
         work.mkdir(parents=True, exist_ok=True)
         with click.progressbar(length=len(pictures), label="reference profile",
                                file=click.get_text_stream("stderr")) as bar:
             done = publish_first(
-                client, repo, project=settings.project, onnx=onnx, images=pictures,
+                client, settings.repository, project=settings.project, onnx=onnx, images=pictures,
                 channels=[settings.config.stable_channel, settings.config.canary_channel],
                 expires_in=timedelta(days=settings.config.manifest_expiry_days), work=work,
                 progress=bar.update)
