@@ -1,13 +1,18 @@
-"""`edgeloop flows drift`: compare a telemetry window with a reference profile (both Parquet).
+"""`edgeloop flows drift`: compare a telemetry window with a reference profile (both Parquet),
+or, without files, check the whole fleet once: one run of the `drift-check` flow (each active
+device's latest window on the hub against its release's reference profile), as its deployment
+does on a schedule.
 
 Prints the verdict (a table, or JSON with --json) and exits 0 whether or not drift was found;
-bad input (a missing file, missing columns, too few rows) is a one-line error and exit 1.
+bad input (a missing file, missing columns, too few rows, no hub token) is a one-line error and
+exit 1.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,10 +43,14 @@ def read_telemetry(path: Path, which: str) -> pd.DataFrame:
 
 
 @click.command()
-@click.option("--reference", "reference_path", required=True, type=PARQUET,
-              help="The release's reference profile (Parquet telemetry).")
-@click.option("--current", "current_path", required=True, type=PARQUET,
+@click.option("--reference", "reference_path", default=None, type=PARQUET,
+              help="The release's reference profile (Parquet telemetry). Without --reference "
+                   "and --current: check every active device of the hub.")
+@click.option("--current", "current_path", default=None, type=PARQUET,
               help="The live window to check (Parquet telemetry).")
+@click.option("--hub-url", default=None,
+              help="Fleet check: the hub (default: $EDGELOOP_HUB_URL, edgeloop.yaml's hub:, "
+                   "else http://127.0.0.1:8700); admin token from $EDGELOOP_ADMIN_TOKEN.")
 @click.option("--config", "config_path", type=PARQUET, default=None,
               help="Drift settings over the packaged defaults, the project's configs/drift.yaml "
                    "and edgeloop.yaml (drift:).")
@@ -50,9 +59,21 @@ def read_telemetry(path: Path, which: str) -> pd.DataFrame:
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.option("--var", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
               show_default=True, help="Runtime state folder (Evidently's settings).")
-def drift(reference_path: Path, current_path: Path, config_path: Path | None,
-          report_path: Path | None, as_json: bool, var: Path) -> None:
-    """Compare a window of telemetry with a reference profile (Evidently)."""
+def drift(reference_path: Path | None, current_path: Path | None, hub_url: str | None,
+          config_path: Path | None, report_path: Path | None, as_json: bool, var: Path) -> None:
+    """Compare a window of telemetry with a reference profile (Evidently); without files, check
+    each active device of the fleet against its release's reference once (the `drift-check`
+    flow; reports under VAR/drift/reports)."""
+    if reference_path is None and current_path is None:
+        if report_path is not None:
+            raise click.UsageError("--report needs --reference and --current (the fleet check "
+                                   "stores each device's report under VAR/drift/reports)")
+        _fleet(hub_url, config_path, as_json, var)
+        return
+    if reference_path is None or current_path is None:
+        raise click.UsageError("give both --reference and --current, or neither (fleet check)")
+    if hub_url is not None:
+        raise click.UsageError("--hub-url is for the fleet check (no --reference/--current)")
     config = load_drift_config(config_path, project=Path.cwd())
     reference = read_telemetry(reference_path, "reference")
     current = read_telemetry(current_path, "current")
@@ -67,6 +88,35 @@ def drift(reference_path: Path, current_path: Path, config_path: Path | None,
         click.echo(json.dumps(check.verdict.to_dict()))
     else:
         _print_table(check.verdict, report_path)
+
+
+def _fleet(hub_url: str | None, config_path: Path | None, as_json: bool, var: Path) -> None:
+    use_offline_environment(var)  # before Prefect and Evidently are imported
+    from flows.drift.flow import drift_check, load_drift_settings
+
+    settings = load_drift_settings(os.environ, var=var, hub_url=hub_url,
+                                   config_path=str(config_path) if config_path else None)
+
+    sweep = drift_check(hub_url=settings.hub_url,
+                        config_path=str(config_path) if config_path else None,
+                        reports_url=settings.reports_url,
+                        workspace_dir=str(settings.workspace_dir))
+    if as_json:
+        click.echo(json.dumps(sweep.to_dict(), default=str))
+        return
+    for device in sweep.devices:
+        if device.verdict is None:
+            click.echo(f"{device.device_id}: not checked ({device.skipped})")
+            continue
+        verdict = device.verdict
+        groups = ", ".join(g.label for g in verdict.groups) or "none"
+        click.echo(f"{device.device_id}: drift {'YES' if verdict.drift else 'no'} "
+                   f"({verdict.drifted_count}/{verdict.tested_count} columns; groups: {groups}; "
+                   f"model {device.model_version}; report {device.report})")
+    fleet = sweep.fleet
+    click.echo(f"fleet: {len(sweep.devices)} device(s), {fleet.checked} checked; fleet event "
+               f"{'YES' if fleet.fleet_event else 'no'}; retrain devices "
+               f"{list(fleet.retrain_devices)}; device faults {list(fleet.device_faults)}")
 
 
 def _print_table(verdict: DriftVerdict, report: Path | None) -> None:

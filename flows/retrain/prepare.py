@@ -6,7 +6,8 @@ Slices written by `write_plan` (each a YOLO folder, `images/` + `labels/`):
 - `train`: the newest increment's training groups plus a random replay of old frames (seed
   train and earlier increments' training groups) making up `replay_share` of the set;
 - `val`: seed val plus every increment's held-out groups (Ultralytics picks `best.pt` on it);
-- `drift`: the newest increment's held-out groups, the current drift slice the gate scores;
+- `drift`: the newest increment's held-out groups, the current drift slice the gate scores
+  (the newest increments together, when the newest alone is a single group);
 - `golden`: the seed test set plus every earlier increment's held-out groups, the regression
   set a challenger must not lose on.
 """
@@ -76,7 +77,7 @@ class Plan:
     drift: tuple[Frame, ...]
     golden: tuple[Frame, ...]
     replayed: int  # old frames in train
-    newest: str  # the increment whose held-out groups are the drift slice
+    newest: str  # the increment(s) whose held-out groups are the drift slice
 
     def slice(self, name: str) -> tuple[Frame, ...]:
         return {"train": self.train, "val": self.val, "drift": self.drift,
@@ -112,28 +113,46 @@ def split_groups(frames: Sequence[Frame], val_share: float, seed: int
     return train, held
 
 
+def recent_increments(ordered: Sequence[Increment]) -> int:
+    """How many of the newest increments make the current domain: the newest, and older ones
+    merged in until their frames hold two groups (a webhook collects whatever annotators
+    finished, one frame at times: too little alone to hold a drift slice out of)."""
+    groups: set[str] = set()
+    for count, increment in enumerate(reversed(ordered), start=1):
+        groups.update(f.group for f in increment.frames)
+        if len(groups) >= 2:
+            return count
+    return len(ordered)
+
+
 def plan_dataset(seed_train: Sequence[Frame], seed_val: Sequence[Frame],
                  seed_test: Sequence[Frame], increments: Sequence[Increment],
                  settings: PrepareSettings) -> Plan:
     if not increments:
         raise PrepareError("no labelled increments: collect labels before a retrain")
     ordered = sorted(increments, key=lambda i: (i.created_at, i.name))
-    splits = [split_groups(i.frames, settings.val_share, settings.seed) for i in ordered]
-    new_train, drift = splits[-1]
+    recent = recent_increments(ordered)
+    earlier, newest = ordered[:-recent], ordered[-recent:]
+    splits = [split_groups(i.frames, settings.val_share, settings.seed) for i in earlier]
+    new_train, drift = split_groups([f for i in newest for f in i.frames], settings.val_share,
+                                    settings.seed)
     if not new_train or not drift:
-        raise PrepareError(f"increment {ordered[-1].name} has {len(ordered[-1].frames)} frames in "
-                           f"too few groups to hold out a drift slice and still train on it")
-    old_pool = [*seed_train, *(f for train, _ in splits[:-1] for f in train)]
+        frames = sum(len(i.frames) for i in newest)
+        raise PrepareError(f"the labelled increments hold {frames} frames in one group (frame "
+                           f"ids within prepare.group_frames={settings.group_frames} of one "
+                           "device): too few to hold out a drift slice and still train on "
+                           "it; label more frames, or lower group_frames for a slow camera")
+    old_pool = [*seed_train, *(f for train, _ in splits for f in train)]
     share = settings.replay_share
     wanted = round(len(new_train) * share / (1.0 - share))
     rng = np.random.default_rng(settings.seed)
     picked = sorted(rng.choice(len(old_pool), min(wanted, len(old_pool)), replace=False))
     replay = [old_pool[i] for i in picked]
-    held_earlier = [f for _, held in splits[:-1] for f in held]
+    held_earlier = [f for _, held in splits for f in held]
     return Plan(train=(*new_train, *replay),
-                val=(*seed_val, *(f for _, held in splits for f in held)),
+                val=(*seed_val, *held_earlier, *drift),
                 drift=tuple(drift), golden=(*seed_test, *held_earlier),
-                replayed=len(replay), newest=ordered[-1].name)
+                replayed=len(replay), newest=", ".join(i.name for i in newest))
 
 
 # -- reading and writing ----------------------------------------------------------------------

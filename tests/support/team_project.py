@@ -15,23 +15,42 @@ import yaml
 NAMES = {0: "gear", 1: "cog", 2: "spring"}
 
 
-def their_dataset(root: Path, train: int = 6, val: int = 10) -> Path:
-    """A dataset laid out as the team keeps it: images/ and labels/ per split, 640x480."""
+def their_shot(rng: np.random.Generator, index: int, background: int = 90
+               ) -> tuple[np.ndarray, str]:
+    """One of the team's 640x480 frames (a part on a plain belt) and its YOLO label line."""
+    image = np.full((480, 640, 3), background, np.uint8)
+    image += rng.integers(0, 12, image.shape, dtype=np.uint8)  # sensor noise
+    x, y = int(rng.integers(50, 500)), int(rng.integers(50, 350))
+    cls = index % 3
+    cv2.rectangle(image, (x, y), (x + 80, y + 60), (40 + 80 * cls, 200, 90), -1)
+    return image, f"{cls} {(x + 40) / 640:.4f} {(y + 30) / 480:.4f} {80 / 640:.4f} {60 / 480:.4f}\n"
+
+
+def their_dataset(root: Path, train: int = 6, val: int = 10, test: int = 0) -> Path:
+    """A dataset laid out as the team keeps it: images/ and labels/ per split, 640x480 (a test
+    split only when `test`)."""
     rng = np.random.default_rng(0)
-    for split, count in (("train", train), ("val", val)):
+    splits = {"train": train, "val": val, **({"test": test} if test else {})}
+    for split, count in splits.items():
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
         for i in range(count):
-            image = np.full((480, 640, 3), 90, np.uint8)
-            x, y = int(rng.integers(50, 500)), int(rng.integers(50, 350))
-            cls = i % 3
-            cv2.rectangle(image, (x, y), (x + 80, y + 60), (40 + 80 * cls, 200, 90), -1)
+            image, label = their_shot(rng, i)
             cv2.imwrite(str(root / "images" / split / f"shot_{i:03d}.jpg"), image)
-            (root / "labels" / split / f"shot_{i:03d}.txt").write_text(
-                f"{cls} {(x + 40) / 640:.4f} {(y + 30) / 480:.4f} {80 / 640:.4f} {60 / 480:.4f}\n")
+            (root / "labels" / split / f"shot_{i:03d}.txt").write_text(label)
     (root / "data.yaml").write_text(yaml.safe_dump(
-        {"path": str(root), "train": "images/train", "val": "images/val", "names": NAMES}))
+        {"path": str(root), **{split: f"images/{split}" for split in splits}, "names": NAMES}))
     return root / "data.yaml"
+
+
+def their_camera(folder: Path, frames: int, background: int = 90) -> Path:
+    """What one of the team's cameras sees, as an image folder (`edge run --source`);
+    `background` below the dataset's 90: the line's lights dimmed."""
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True)
+    for i in range(frames):
+        cv2.imwrite(str(folder / f"frame_{i:05d}.jpg"), their_shot(rng, i, background)[0])
+    return folder
 
 
 def their_model(path: Path) -> Path:
@@ -71,10 +90,10 @@ def increment(project: Path, frames: int = 4) -> None:
 
 
 
-def init_project(tmp_path: Path, edgeloop: str, env: dict[str, str], name: str = "line-7"
-                 ) -> Path:
+def init_project(tmp_path: Path, edgeloop: str, env: dict[str, str], name: str = "line-7",
+                 test: int = 0) -> Path:
     """`edgeloop init` of the team's model and dataset in tmp_path/name."""
-    data_yaml = their_dataset(tmp_path / "their-data")
+    data_yaml = their_dataset(tmp_path / "their-data", test=test)
     weights = their_model(tmp_path / "best.pt")
     subprocess.run([edgeloop, "init", name, "--model", str(weights), "--data", str(data_yaml),
                     "--fleet", name], cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -83,6 +83,25 @@ def test_earlier_increments_feed_replay_and_golden_the_newest_is_the_drift_slice
     assert {f.source for f in plan.val} == {"seed", "b0", "b1"}
 
 
+def test_a_small_newest_increment_is_merged_with_the_ones_before_it() -> None:
+    settings = PrepareSettings(replay_share=0.5, val_share=0.3, seed=0)
+    first, second, third = (increment(name, frames, created=f"2026-01-0{day}") for
+                            name, frames, day in (("b1", 40, 1), ("b2", 3, 2), ("b3", 1, 3)))
+    plan = plan_dataset(seed_frames(10, "train"), seed_frames(5, "val"), seed_frames(5, "test"),
+                        [third, first, second], settings)
+    assert plan.newest == "b2, b3"  # one group each: together they hold one out
+    new = {f.group for f in plan.train if f.source in ("b2", "b3")}
+    assert len(new) == 1 and len({f.group for f in plan.drift}) == 1
+    assert {f.source for f in plan.drift} <= {"b2", "b3"}
+    assert "b1" in {f.source for f in plan.golden}  # the earlier increment's held-out groups
+
+
+def test_labels_in_a_single_group_cannot_make_a_drift_slice() -> None:
+    with pytest.raises(PrepareError, match=r"4 frames in one group.*lower group_frames"):
+        plan_dataset(seed_frames(5, "train"), [], [], [increment("b1", 4, per_group=10)],
+                     PrepareSettings())
+
+
 def test_without_increments_there_is_nothing_to_retrain_on() -> None:
     with pytest.raises(PrepareError, match="no labelled increments"):
         plan_dataset(seed_frames(5, "train"), [], [], [], PrepareSettings())
