@@ -133,7 +133,8 @@ def reproduce(repo: Path, on_line: Callable[[str], None],
             process.kill()
             raise RetrainError(f"dvc repro ran past {PIPELINE_TIMEOUT_S} s and was stopped")
     if process.wait() != 0:
-        errors = [t for t in tail if "ERROR" in t or "Error" in t] or tail[-3:]
+        # dvc's own ERROR lines and the stage's (`edgeloop: error: ...`, a traceback's last)
+        errors = [t for t in tail if "error" in t.lower()] or tail[-3:]
         raise RetrainError(f"dvc repro {target} failed: {' | '.join(errors)[-600:]}")
 
 

@@ -70,7 +70,7 @@ def test_a_team_runs_its_own_fleet_from_the_installed_package(
     # A tiny retrain on 2 cores, and this team's gate: the test checks the path, not the gain
     # (an untrained model's candidate gains nothing; the shipped gate refuses it, see
     # test_project_init).
-    settings["gate"] = {"min_drift_gain_points": -100.0, "max_golden_loss_points": 100.0,
+    settings["gate"] = {"min_drift_gain_points": 0.0, "max_golden_loss_points": 100.0,
                         "max_latency_ratio": 10.0, "latency_budget_ms": 5000.0}
     (project / "edgeloop.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     params = yaml.safe_load((project / "params.yaml").read_text())
