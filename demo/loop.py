@@ -597,45 +597,51 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def publish_seed(fleet: Fleet, config: DemoConfig, out: Path) -> Any:
-    """Release 1: the champion with its reference profile (baseline frames replayed through it),
-    signed and assigned to every channel, as the fleet's factory install."""
-    from edge_runtime.contract import Lineage
-    from edge_runtime.detector import Detector
-    from edge_runtime.replay import replay_rows, write_parquet
+def reference_frames(config: DemoConfig, folder: Path) -> Path:
+    """The baseline frames release 1's reference profile is replayed on, as an image folder
+    (PNG: the pixels the devices' simulator gives, unchanged)."""
+    import cv2
+
     from edge_runtime.sources import open_source
-    from flows.release.candidate import input_signature, params_hash
-    from flows.release.flow import load_release_settings
-    from flows.release.publish import build_manifest, publish
-    from hub.client import HubClient
 
-    reference = out / "seed-release" / "reference.parquet"
-    reference.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     frames = open_source("sim:baseline", sim_seed=REFERENCE_SEED, sim_name="reference")
-    rows = replay_rows(Detector(fleet.champion_onnx, threads=1),
-                       (f for _, f in zip(range(config.reference_frames), frames, strict=False)))
-    write_parquet(rows, reference)
-    files = {"model.onnx": fleet.champion_onnx, "reference.parquet": reference}
-    settings = load_release_settings({"EDGELOOP_ADMIN_TOKEN": ADMIN_TOKEN},
-                                     project=str(fleet.project), hub_url=fleet.hub_url)
-    repo = settings.repository()
-    manifest = build_manifest(
-        files, version=1, signature=input_signature(fleet.champion_onnx), metrics={},
-        lineage=Lineage(params_hash=params_hash(fleet.project / "params.yaml")),
-        expires_in=timedelta(days=settings.config.manifest_expiry_days))
-    with HubClient(fleet.hub_url, admin_token=ADMIN_TOKEN) as hub:
-        publish(hub, repo, manifest, files, [settings.config.stable_channel,
-                                             settings.config.canary_channel])
-    return manifest, repo
+    for i, frame in zip(range(config.reference_frames), frames, strict=False):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), frame.image)
+    return folder
 
 
-def provision_devices(fleet: Fleet, config: DemoConfig, out: Path, manifest: Any,
-                      trusted_root: Path, env: dict[str, str]) -> list[Any]:
-    """Registers each device at the hub (the first on the canary channel) and installs the seed
-    release on it with `edgeloop edge provision`."""
+def _edgeloop(args: list[str], cwd: Path, env: dict[str, str], what: str) -> str:
     import subprocess
 
-    from demo.services import BIN, AgentSpec
+    from demo.services import BIN
+
+    done = subprocess.run([str(BIN / "edgeloop"), *args], cwd=cwd, capture_output=True,
+                          text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise DemoError(f"{what} failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def bootstrap_fleet(fleet: Fleet, config: DemoConfig, out: Path, env: dict[str, str]) -> str:
+    """Release 1 as a team makes it: `edgeloop release bootstrap` in the project (the champion,
+    its reference profile replayed on baseline frames, signed, on every channel); returns the
+    `edgeloop edge provision` line it prints."""
+    frames = reference_frames(config, out / "seed-release" / "frames")
+    printed = _edgeloop(["release", "bootstrap", "--images", str(frames), "--hub-url",
+                         fleet.hub_url], fleet.project,
+                        {**env, "EDGELOOP_ADMIN_TOKEN": ADMIN_TOKEN}, "release bootstrap")
+    return next(line.strip() for line in printed.splitlines()
+                if line.strip().startswith("edgeloop edge provision"))
+
+
+def provision_devices(fleet: Fleet, config: DemoConfig, out: Path, provision: str,
+                      env: dict[str, str]) -> list[Any]:
+    """Registers each device at the hub (the first on the canary channel) and installs release
+    1 on it with the `edgeloop edge provision` line the bootstrap printed."""
+    import shlex
+
+    from demo.services import AgentSpec
     from hub.client import HubClient
 
     specs = []
@@ -644,13 +650,8 @@ def provision_devices(fleet: Fleet, config: DemoConfig, out: Path, manifest: Any
         for i, device in enumerate(device_ids(config.devices)):
             token = hub.add_device(device, "canary" if i == 0 else "stable").token
             state_dir = out / "devices" / device
-            done = subprocess.run(
-                [str(BIN / "edgeloop"), "edge", "provision", "--state", str(state_dir),
-                 "--trusted-root", str(trusted_root), "--model", str(fleet.champion_onnx),
-                 "--release-id", manifest.release_id, "--version", str(manifest.version)],
-                capture_output=True, text=True, env=env, check=False)
-            if done.returncode != 0:
-                raise DemoError(f"provisioning {device} failed: {done.stderr.strip()}")
+            args = shlex.split(provision.replace("var/edge/NAME", str(state_dir)))[1:]
+            _edgeloop(args, fleet.project, env, f"provisioning {device}")
             specs.append(AgentSpec(device, token, sources[device], state_dir,
                                    out / "devices" / "spool", out / "devices" / f"{device}.json"))
     return specs
@@ -719,10 +720,9 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
                 "Evidently UI": evidently_url, "hub API": f"{hub_url}/docs"}
         state.say("servers up: " + ", ".join(f"{k} {v}" for k, v in urls.items()))
         fleet = Fleet(hub_url, ls.url, ls.token, ls.files_root, out / "project", champion_onnx)
-        manifest, repo = publish_seed(fleet, config, out)
-        specs = provision_devices(fleet, config, out, manifest,
-                                  repo.metadata_dir / "1.root.json", env)
-        state.say(f"seed release {manifest.release_id} on {len(specs)} devices")
+        provision = bootstrap_fleet(fleet, config, out, env)
+        specs = provision_devices(fleet, config, out, provision, env)
+        state.say(f"seed release 1 on {len(specs)} devices ({provision.split()[-3]})")
         layers = {s.device_id: parse_layers(s.source.removeprefix("sim:")) for s in specs}
         with state.lock:
             for spec in specs:

@@ -74,10 +74,9 @@ def test_a_team_runs_its_own_fleet_from_the_installed_package(
                         "max_latency_ratio": 10.0, "latency_budget_ms": 5000.0}
     (project / "edgeloop.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["finetune"].update(epochs=1, batch=4, imgsz=320)
+    params["finetune"].update(epochs=1, batch=4, imgsz=320)  # exported at the model's 640
     params["prepare"]["group_frames"] = 10  # the test's camera: a few frames a second
-    params["release_export"].update(imgsz=320, calibration_frames=4, parity_frames=2)
-    params["release_evaluate"]["imgsz"] = params["profile"]["imgsz"] = 320
+    params["release_export"].update(calibration_frames=4, parity_frames=2)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
                     "-qam", "our settings"], cwd=project, check=True)
