@@ -88,3 +88,20 @@ def test_bad_input_is_a_one_line_error_and_exit_1(tables, offline_env, tmp_path,
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("edgeloop: error: ")
     assert re.search(message, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--reference", "REF"], "give both --reference and --current, or neither"),
+    (["--reference", "REF", "--current", "REF", "--hub-url", "http://127.0.0.1:9"],
+     "--hub-url is for the fleet check"),
+    (["--report", "x.html"], "--report needs --reference and --current"),
+    ([], "no admin token: set EDGELOOP_ADMIN_TOKEN"),  # the fleet check asks the hub
+])
+def test_a_half_given_check_is_a_usage_error_before_anything_runs(tables, offline_env, tmp_path,
+                                                                  args, message):
+    env = {k: v for k, v in offline_env.items() if k != "EDGELOOP_ADMIN_TOKEN"}
+    result = drift(*[str(tables["reference"]) if a == "REF" else a for a in args], env=env,
+                   cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
