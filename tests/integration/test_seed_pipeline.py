@@ -27,6 +27,8 @@ TINY = {
     "export": {"imgsz": 128, "dynamic": True},
     "evaluate": {"imgsz": 128},
 }
+# DVC adds each output it writes to the .gitignore beside it: the repository's list them already
+IGNORES = ("data/.gitignore", "models/champion/.gitignore")
 
 
 @pytest.fixture
@@ -35,7 +37,9 @@ def project(tmp_path: Path, repo_root: Path) -> Path:
     the renderer's code is there as the render stage's deps (the code run is this checkout's)."""
     work = tmp_path / "project"
     (work / "sim").mkdir(parents=True)
-    for name in ("dvc.yaml", "params.yaml", "edgeloop.yaml", ".dvcignore", "sim/dvc.yaml"):
+    for name in ("dvc.yaml", "params.yaml", "edgeloop.yaml", ".dvcignore", "sim/dvc.yaml",
+                 *IGNORES):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(repo_root / name, work / name)
     stages = yaml.safe_load((work / "sim" / "dvc.yaml").read_text())["stages"]
     for dep in stages["render"]["deps"]:
@@ -94,6 +98,8 @@ def test_tiny_seed_pipeline_makes_the_projects_seed_set_and_champion_offline(
     assert summary["sources"]["drift"].keys() == {"round-1"}
     assert summary["sources"]["train"]["seed"] >= 1
     assert not log.exists(), log.read_text()
+    for name in IGNORES:
+        assert (project / name).read_text() == (repo_root / name).read_text(), name
 
 
 def test_the_network_guard_records_a_connection_attempt(tmp_path: Path, offline_env):
