@@ -27,7 +27,7 @@ help:
 	@echo "make setup   create .venv (project, all extras) and .venv-labelstudio; offline settings in var/"
 	@echo "make demo    run the closed loop on this machine (ARGS=--exit: stop at the end)"
 	@echo "make test    lint and run the test suite (runs setup when needed)"
-	@echo "make seed    dvc repro seed_evaluate: render the seed dataset, train, export, evaluate"
+	@echo "make seed    dvc repro sim/dvc.yaml: render the seed set, train, export, evaluate the champion"
 	@echo "make bench   run the benchmarks under bench/ (each prints JSON)"
 	@echo "make reliability  fault injection, hostile input and fuzzing (also part of make test)"
 
@@ -71,8 +71,10 @@ test:
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
+# The simulator's seed pipeline: the example project's data/seed and models/champion; a retrain
+# of that project is then `dvc repro` here, as in any team's project.
 seed: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro seed_evaluate
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro sim/dvc.yaml
 
 # The closed loop on this machine; ARGS=--exit stops at the end instead of keeping the UIs up.
 demo:

@@ -3,8 +3,8 @@
 Runs `edgeloop edge bench` at imgsz 320 and 640 and prints one JSON line each: in the steady
 state (the sampler's hourly budgets spent, as a device runs nearly all the time), then with
 --burst (the first frames of an hour, every budget open: kept frames are JPEG-encoded on the
-spool writer's thread). Needs the seed model (`make seed` writes models/seed/model.onnx); pass
-another with --model.
+spool writer's thread). Needs the seed model (`make seed` writes models/champion/model.onnx);
+pass another with --model.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=ROOT / "models/seed/model.onnx")
+    parser.add_argument("--model", type=Path, default=ROOT / "models/champion/model.onnx")
     parser.add_argument("--frames", type=int, default=300)
     args = parser.parse_args()
     if not args.model.is_file():

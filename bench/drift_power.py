@@ -420,7 +420,7 @@ def cost(paths: dict[str, Path], config_path: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=ROOT / "models/seed/model.onnx")
+    parser.add_argument("--model", type=Path, default=ROOT / "models/champion/model.onnx")
     parser.add_argument("--config", type=Path, default=ROOT / "configs/drift.yaml")
     parser.add_argument("--cache", type=Path, default=ROOT / "var/drift_bench")
     parser.add_argument("--workers", type=int, default=2)

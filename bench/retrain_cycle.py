@@ -1,10 +1,11 @@
 """One retrain cycle at the demo's sizes, timed stage by stage: fine-tune + export + evaluate
 (target: under 10 minutes on this 2-core machine), with the gate's verdict.
 
-Builds a throwaway git + DVC project from this checkout's pipeline: the seed set rendered by
-`seed_render` (baseline only), the seed model as champion, one labelled increment of the
-`new_variant` scenario with the simulator's exact labels (what one labelling round returns);
-then runs `dvc repro profile` and reads DVC's stage starts off its output. Prints JSON.
+Builds a throwaway data project as a team makes one, with `edgeloop init`: the simulator's seed
+set (baseline, as the example project's seed pipeline renders it) and the seed model as champion;
+then one labelled increment of the `new_variant` scenario with the simulator's exact labels (what
+one labelling round returns); runs `dvc repro profile` and reads DVC's stage starts off its
+output. Prints JSON.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from flows.dvc_dataset import commit_folder  # noqa: E402
 from flows.offline import pin_offline_environment  # noqa: E402
 from sim.dataset import render_labelled_increment  # noqa: E402
+from sim.seed_dataset import SeedSet, render_seed_dataset  # noqa: E402
 
 BIN = Path(sys.executable).parent
 AUTHOR = ("-c", "user.name=bench", "-c", "user.email=bench@edgeloop.invalid")
@@ -44,26 +46,17 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 
 def build_project(work: Path, args: argparse.Namespace, env: dict[str, str]) -> None:
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, work / name)
-    for package in ("sim", "flows", "edge_runtime", "configs"):
-        shutil.copytree(ROOT / package, work / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["render"]["scenarios"] = ["baseline"]
-    params["champion"] = {"weights": "champion/best.pt", "onnx": "champion/model.onnx"}
+    with tempfile.TemporaryDirectory(prefix="edgeloop-seed-") as seed:
+        dataset = render_seed_dataset(Path(seed) / "seed", SeedSet())
+        run([str(BIN / "edgeloop"), "init", str(work), "--model", str(args.champion), "--data",
+             str(dataset), "--fleet", "line-1"], work.parent, env)
+    params = yaml.safe_load((work / "params.yaml").read_text())
     params["finetune"]["epochs"] = args.epochs
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (work / "champion").mkdir()
-    shutil.copy(args.champion, work / "champion" / "best.pt")
-    run([str(BIN / "python"), "-m", "flows.retrain.stages.export", "--weights", "champion/best.pt",
-         "--out", "champion/model.onnx"], work, env)
-    run(["git", "init", "-q"], work, env)
-    run([str(BIN / "dvc"), "init", "-q"], work, env)
-    run(["git", *AUTHOR, "add", "."], work, env)
-    run(["git", *AUTHOR, "commit", "-qm", "pipeline"], work, env)
+    run(["git", *AUTHOR, "commit", "-qam", "bench: epochs"], work, env)
     folder = render_labelled_increment(work / "data" / "labelled" / "round-1", "new_variant",
-                                       args.labelled, seed=21, width=params["render"]["imgsz"])
+                                       args.labelled, seed=21,
+                                       width=params["finetune"]["imgsz"])
     commit_folder(work, folder, "labels: round-1")
 
 
@@ -103,7 +96,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(f"building the project in {work}", file=sys.stderr)
     build_project(work, args, env)
-    print("seed_render + prepare (not timed as the cycle)", file=sys.stderr)
+    print("prepare (not timed as the cycle)", file=sys.stderr)
     stages, total = timed_repro(work, env)
     cycle = sum(stages.get(s, 0.0) for s in CYCLE)
     gate = json.loads((work / "metrics" / "gate.json").read_text())

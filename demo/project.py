@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from flows.dvc_dataset import dvc_executable
+from sim.seed_dataset import render_seed_dataset
 
-SEED_RENDER = 7  # the seed set's render seed (the repository's own params.yaml says the same)
 FLEET = "line-1"
 AUTHOR = ("-c", "user.name=edgeloop demo", "-c", "user.email=demo@edgeloop.invalid")
 
@@ -56,20 +56,6 @@ def demo_params(sizes: ProjectSizes, params: dict[str, Any]) -> dict[str, Any]:
     params["finetune"]["val"] = sizes.val_every_epoch
     params["prepare"]["group_frames"] = sizes.group_frames
     return params
-
-
-def render_seed_dataset(out: Path, sizes: ProjectSizes) -> Path:
-    """The simulator's baseline frames as a team's dataset: train/, val/, test_baseline/ and a
-    data.yaml naming them; returns the data.yaml."""
-    from sim.dataset import data_yaml, render_dataset
-
-    shutil.rmtree(out, ignore_errors=True)
-    for split, frames in (("train", sizes.seed_train), ("val", sizes.seed_val),
-                          ("test_baseline", sizes.seed_test)):
-        render_dataset(out / split, "baseline", frames, SEED_RENDER, sizes.imgsz, split=split)
-    (out / "data.yaml").write_text(data_yaml("train/images", "val/images",
-                                             "test_baseline/images"))
-    return out / "data.yaml"
 
 
 def build_project(work: Path, champion: Path, sizes: ProjectSizes, env: Mapping[str, str],

@@ -18,9 +18,12 @@ import yaml
 
 from edge_runtime.detector import Detector
 from flows.dvc_dataset import commit_folder
+from flows.project import SEED_DIR, SEED_YAML
 from flows.retrain.run import STAGES, RetrainError, pin_dataset
+from flows.retrain.stages.cli import installed_version
 from sim.dataset import data_yaml, render_dataset, render_labelled_increment
 from sim.parts import CLASS_NAMES
+from sim.seed_dataset import SeedSet, render_seed_dataset
 from tests.support.netguard import SITE_DIR
 
 pytestmark = pytest.mark.slow
@@ -28,8 +31,7 @@ pytestmark = pytest.mark.slow
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
 AUTHOR = ("-c", "user.name=test", "-c", "user.email=test@edgeloop.invalid")
 TINY = {
-    "render": {"seed": 1, "imgsz": 128, "train_frames": 12, "val_frames": 6, "test_frames": 8,
-               "scenarios": ["baseline"]},
+    "edgeloop": {"version": installed_version()},
     "champion": {"weights": "champion/best.pt", "onnx": "champion/model.onnx"},
     "prepare": {"replay_share": 0.5, "val_share": 0.3, "group_frames": 150, "seed": 0},
     "finetune": {"imgsz": 128, "epochs": 1, "batch": 8, "seed": 0, "patience": 100,
@@ -39,6 +41,7 @@ TINY = {
     "release_evaluate": {"imgsz": 128, "threads": 0},
     "profile": {"imgsz": 128},
 }
+SEED_SET = SeedSet(imgsz=128, seed_train=12, seed_val=6, seed_test=8)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -48,22 +51,22 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def project(tmp_path: Path, repo_root: Path, seed_model: Path) -> Path:
-    """A git + DVC project with edgeloop's pipeline, tiny params, the seed model as champion
-    and one labelled increment of the new part variant, committed and `dvc add`ed."""
+    """A git + DVC project with the example project's pipeline and settings, tiny params, the
+    simulator's seed set (`dvc add`ed, as init adds a team's), the seed model as champion and
+    one labelled increment of the new part variant, committed and `dvc add`ed."""
     work = tmp_path / "project"
     work.mkdir()
-    for name in ("dvc.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", "edgeloop.yaml", ".dvcignore"):
         shutil.copy(repo_root / name, work / name)
-    for package in ("sim", "flows", "edge_runtime", "configs"):
-        shutil.copytree(repo_root / package, work / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
     (work / "params.yaml").write_text(yaml.safe_dump(TINY))
+    spec = render_seed_dataset(work / SEED_DIR, SEED_SET, seed=1)
+    shutil.copy(spec, work / SEED_YAML)
     (work / "champion").mkdir()
     for name in ("best.pt", "model.onnx"):
         shutil.copy(seed_model.parent / name, work / "champion" / name)
     git(work, "init", "-q")
-    subprocess.run([str(Path(sys.executable).parent / "dvc"), "init", "-q"], cwd=work,
-                   check=True)
+    for args in (["init", "-q"], ["add", "-q", SEED_DIR]):
+        subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=work, check=True)
     git(work, "add", ".")
     git(work, "commit", "-qm", "pipeline")
     increment = render_labelled_increment(work / "data" / "labelled" / "ls1-a", "new_variant",
@@ -73,9 +76,9 @@ def project(tmp_path: Path, repo_root: Path, seed_model: Path) -> Path:
 
 
 def test_tiny_retrain_runs_every_stage_through_the_flow_offline(
-        project: Path, offline_env: dict[str, str], tmp_path: Path) -> None:
+        project: Path, offline_env: dict[str, str], tmp_path: Path, repo_root: Path) -> None:
     log = tmp_path / "net.log"
-    env = dict(offline_env, PYTHONPATH=f"{SITE_DIR}{os.pathsep}{project}",
+    env = dict(offline_env, PYTHONPATH=f"{SITE_DIR}{os.pathsep}{repo_root}",
                EDGELOOP_NETGUARD_LOG=str(log))
     result = subprocess.run([EDGELOOP, "flows", "retrain", "--repo", str(project), "--var",
                              str(tmp_path / "var"), "--json"], cwd=project, env=env,

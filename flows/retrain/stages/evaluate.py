@@ -1,4 +1,4 @@
-"""Stage `evaluate`: mAP of a model on every scenario's test set, as one JSON file."""
+"""Stage `seed-evaluate`: mAP of a model on every scenario's test set, as one JSON file."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--section", default="evaluate")
     parser.add_argument("--model", type=Path, required=True, help=".pt or .onnx model")
-    parser.add_argument("--data", type=Path, required=True, help="folder holding test_<scenario>/")
+    parser.add_argument("--data", type=Path, required=True, action="append",
+                        help="folder holding test_<scenario>/ sets (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--var", type=Path, default=Path("var"))
     args = parser.parse_args(argv)
@@ -25,9 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     from flows.retrain.ultralytics_yolo import evaluate
 
     p = stage_params(args.params, args.section, KEYS)
-    tests = sorted(args.data.glob("test_*/data.yaml"))
+    tests = sorted((spec for folder in args.data for spec in folder.glob("test_*/data.yaml")),
+                   key=lambda spec: spec.parent.name)
     if not tests:
-        raise SystemExit(f"no test_*/data.yaml under {args.data}")
+        raise SystemExit(f"no test_*/data.yaml under {', '.join(map(str, args.data))}")
+    names = [spec.parent.name for spec in tests]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"two test sets of one scenario under {', '.join(map(str, args.data))}")
     results = {}
     for spec in tests:
         scenario = spec.parent.name.removeprefix("test_")

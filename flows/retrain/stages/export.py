@@ -1,4 +1,4 @@
-"""Stage `export`: export trained weights to ONNX (dynamic input size by default)."""
+"""Stage `seed-export`: export trained weights to ONNX (dynamic input size by default)."""
 
 from __future__ import annotations
 

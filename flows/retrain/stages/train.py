@@ -1,4 +1,4 @@
-"""Stages `seed_train` and `train`: train YOLO on a dataset spec (from scratch, or fine-tune
+"""Stages `seed-train` and `train`: train YOLO on a dataset spec (from scratch, or fine-tune
 the weights given by --weights); writes OUT/best.pt."""
 
 from __future__ import annotations
