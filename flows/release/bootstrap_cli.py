@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def bootstrap(project: Path, images: Path | None, hub_url: str | None,
     its reference telemetry profile, on every channel; create the TUF root devices trust, and
     print the `edgeloop edge provision` line for each device."""
     use_offline_environment(project.resolve() / "var")
-    from flows.release.bootstrap import bootstrap as publish_first
+    from flows.release import bootstrap as first_release
     from flows.release.bootstrap import champion_onnx, project_params, reference_images
     from flows.release.candidate import ReleaseError
     from flows.release.flow import load_release_settings
@@ -62,8 +63,8 @@ def bootstrap(project: Path, images: Path | None, hub_url: str | None,
         work = settings.project / "var" / "releases" / "bootstrap"
         work.mkdir(parents=True, exist_ok=True)
         with click.progressbar(length=len(pictures), label="reference profile",
-                               file=click.get_text_stream("stderr")) as bar:
-            done = publish_first(
+                               file=sys.stderr) as bar:
+            done = first_release.bootstrap(
                 client, settings.repository, project=settings.project, onnx=onnx, images=pictures,
                 channels=[settings.config.stable_channel, settings.config.canary_channel],
                 expires_in=timedelta(days=settings.config.manifest_expiry_days), work=work,
