@@ -650,7 +650,8 @@ def provision_devices(fleet: Fleet, config: DemoConfig, out: Path, provision: st
         for i, device in enumerate(device_ids(config.devices)):
             token = hub.add_device(device, "canary" if i == 0 else "stable").token
             state_dir = out / "devices" / device
-            args = shlex.split(provision.replace("var/edge/NAME", str(state_dir)))[1:]
+            args = shlex.split(provision.replace("var/edge/NAME", str(state_dir))
+                               .replace("NAME", device))[1:]
             _edgeloop(args, fleet.project, env, f"provisioning {device}")
             specs.append(AgentSpec(device, token, sources[device], state_dir,
                                    out / "devices" / "spool", out / "devices" / f"{device}.json"))

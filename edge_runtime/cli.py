@@ -81,8 +81,11 @@ def _release_name(ctx: click.Context, param: click.Parameter, value: str) -> str
               help="The release the first model is.")
 @click.option("--version", type=click.IntRange(min=0), default=0, show_default=True,
               help="Its release version: releases below it are refused.")
+@click.option("--device-id", default=None,
+              help="This device's name at the hub (as `edgeloop hub device add` registered "
+                   "it): `edge run --state` then takes it as its --device-id.")
 def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
-              version: int) -> None:
+              version: int, device_id: str | None) -> None:
     """First install: the trusted root and the first model, for `edge run --state`."""
     from edge_runtime.update.config import UpdaterError
     from edge_runtime.update.slots import SlotError
@@ -90,10 +93,11 @@ def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
 
     try:
         pointer = Updater.provision(state_dir, trusted_root, model, release_id=release_id,
-                                    version=version)
+                                    version=version, device_id=device_id)
     except (UpdaterError, SlotError, OSError) as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"provisioned {state_dir}: release {pointer.content.release_id} "
+    named = f" for device {device_id}" if device_id else ""
+    click.echo(f"provisioned {state_dir}{named}: release {pointer.content.release_id} "
                f"v{pointer.content.version} in slot {pointer.slot.value}")
 
 
@@ -115,7 +119,8 @@ def provision(state_dir: Path, trusted_root: Path, model: Path, release_id: str,
                    "the simulator is otherwise as fast as the CPU).")
 @click.option("--hub", "hub_url", default=None, help="Hub URL; without it the spool only fills.")
 @click.option("--device-id", default=None,
-              help="This device's name at the hub (or EDGELOOP_DEVICE_ID; default edge-1).")
+              help="This device's name at the hub (or EDGELOOP_DEVICE_ID; default: the name "
+                   "`edge provision --device-id` stored in --state, else edge-1).")
 @click.option("--token", default=None, help="Device token for the hub (or EDGELOOP_DEVICE_TOKEN).")
 @click.option("--spool", "spool_dir", default=None,
               type=click.Path(path_type=Path, file_okay=False),
@@ -153,10 +158,14 @@ def run(config: Path | None, sampling_path: Path | None, max_frames: int | None,
     from edge_runtime.device import Device, load_device_settings
     from edge_runtime.update.config import UpdaterError
     from edge_runtime.update.slots import SlotError
+    from edge_runtime.update.steps import device_identity
 
-    settings = load_device_settings(os.environ, project=Path.cwd(), config=config,
-                                    sampling=sampling_path, **flags)
     try:
+        if flags["device_id"] is None and flags["state_dir"] is not None and \
+                "EDGELOOP_DEVICE_ID" not in os.environ:  # the name it was provisioned with
+            flags["device_id"] = device_identity(Path(flags["state_dir"]))
+        settings = load_device_settings(os.environ, project=Path.cwd(), config=config,
+                                        sampling=sampling_path, **flags)
         device = Device(settings)
     except (UpdaterError, SlotError) as error:
         raise click.ClickException(str(error)) from None

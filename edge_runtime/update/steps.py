@@ -4,6 +4,7 @@ on live frames and undo a bad one; and the install and restart around them (see 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +59,23 @@ log = logging.getLogger(__name__)
 _BLOCKING = frozenset({Refusal.SMOKE_TEST, Refusal.HEALTH_CHECK, Refusal.INPUT_MISMATCH})
 
 
+DEVICE_FILE = "device.json"  # the device's name at the hub, written by `edge provision`
+
+
+def device_identity(state_dir: Path) -> str | None:
+    """The device name `edge provision --device-id` stored in `state_dir`, if any."""
+    try:
+        stored = json.loads((state_dir / DEVICE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise UpdaterError(f"{state_dir / DEVICE_FILE} is unreadable: {error}") from None
+    name = stored.get("device_id") if isinstance(stored, dict) else None
+    if not isinstance(name, str) or not name:
+        raise UpdaterError(f"{state_dir / DEVICE_FILE} names no device_id")
+    return name
+
+
 class UpdateSteps:
     """An update step by step, for whoever drives it (`Updater.update` does it all; beside a
     running agent, `UpdateLoop`): `recover()` once at start, then `prepare()`, `activate()`, and
@@ -95,12 +113,17 @@ class UpdateSteps:
 
     @staticmethod
     def provision(state_dir: Path, trusted_root: Path, model: Path, *,
-                  release_id: str = "factory", version: int = 0) -> Pointer:
-        """First install: the trusted TUF root (shipped with the device) and the first model."""
+                  release_id: str = "factory", version: int = 0,
+                  device_id: str | None = None) -> Pointer:
+        """First install: the trusted TUF root (shipped with the device), the first model and,
+        when given, the device's name at the hub (`device_identity`)."""
         if not trusted_root.is_file():
             raise UpdaterError(f"trusted root {trusted_root} does not exist")
         (state_dir / "tuf").mkdir(parents=True, exist_ok=True)
         write_atomic(state_dir / "tuf" / TRUSTED_ROOT, trusted_root.read_bytes())
+        if device_id is not None:
+            write_atomic(state_dir / DEVICE_FILE,
+                         (json.dumps({"device_id": device_id}) + "\n").encode())
         digest = FileDigest(sha256_file(model), model.stat().st_size)
         content = SlotContent(release_id, version, {MODEL_FILE: digest})
         return SlotStore(state_dir).provision({MODEL_FILE: model}, content)

@@ -75,6 +75,6 @@ def bootstrap(project: Path, images: Path | None, hub_url: str | None,
                f"reference profile of {done.reference_frames} frames")
     click.echo(f"trusted root: {done.trusted_root} (install it on every device)")
     click.echo("provision each device (its token from `edgeloop hub device add NAME`):")
-    click.echo(f"  edgeloop edge provision --state var/edge/NAME --trusted-root "
+    click.echo(f"  edgeloop edge provision --state var/edge/NAME --device-id NAME --trusted-root "
                f"{done.trusted_root} --model {onnx} --release-id {manifest.release_id} "
                "--version 1")

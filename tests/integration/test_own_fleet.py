@@ -99,12 +99,13 @@ def test_a_team_runs_its_own_fleet_from_the_installed_package(
     assert again.returncode == 1 and "already" in again.stderr  # a fleet is bootstrapped once
 
     state = project / "var" / "edge" / "cam-1"
-    edgeloop(*provision.replace("var/edge/NAME", str(state)).split()[1:])
+    edgeloop(*provision.replace("var/edge/NAME", str(state)).replace("NAME", "cam-1").split()[1:])
 
     # -- the camera: the line's lights dimmed ---------------------------------------------------
     camera = their_camera(tmp_path / "camera", 80, background=35)
     run = edgeloop("edge", "run", "--state", str(state), "--hub", sqlite_hub.url,
-                   "--device-id", "cam-1", "--source", str(camera), "--token", token)
+                   "--source", str(camera), "--token", token)
+    assert "edge agent cam-1: " in run.stderr  # the name it was provisioned with
     assert "(gear, cog, spring)" in run.stderr
     with sqlite_hub.admin() as hub:
         (device,) = hub.devices()
@@ -167,7 +168,7 @@ def test_a_team_runs_its_own_fleet_from_the_installed_package(
         versions = sorted(r.manifest.version for r in hub.releases())
     assert versions == [1, 2]
     update = edgeloop("edge", "run", "--state", str(state), "--hub", sqlite_hub.url,
-                      "--device-id", "cam-1", "--source", str(camera), "--token", token,
+                      "--source", str(camera), "--token", token,
                       "--fps", "10", "--update-every", "0.5")
     with sqlite_hub.admin() as hub:
         (device,) = hub.devices()
