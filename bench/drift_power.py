@@ -18,7 +18,8 @@ import time
 import types
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -303,21 +304,21 @@ def _default_rules(results: list[Scored]) -> dict[str, float]:
                                     for _, ps, _ in results) / n}
 
 
-def evaluate(paths: dict[str, Path], config_path: Path, workers: int, fa_windows: int,
-             power_windows: int, log: Any) -> dict[str, Any]:
-    import pyarrow.parquet as pq
+Run = Callable[[Callable[[Any], Any], list[Any], str], list[Any]]
+
+
+@contextmanager
+def scoring_pool(paths: dict[str, Path], config_path: Path, workers: int) -> Iterator[Run]:
+    """`workers` scoring processes holding the tables `paths` (key "reference": the reference)
+    and the config; yields run(fn, jobs, label): fn's results in job order, with a progress bar."""
     from rich.console import Console
     from rich.progress import Progress
 
-    from flows.drift.settings import load_drift_config
-
-    sizes = {k: pq.ParquetFile(p).metadata.num_rows for k, p in paths.items()}
-    shipped = load_drift_config(config_path)
     files = {k: str(p) for k, p in paths.items()}
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(workers, initializer=_init_scorer, initargs=(files, str(config_path))) as pool, \
             Progress(console=Console(stderr=True), transient=True) as progress:
-        def run(fn: Any, jobs: list[Any], label: str) -> list[Any]:
+        def run(fn: Callable[[Any], Any], jobs: list[Any], label: str) -> list[Any]:
             bar = progress.add_task(label, total=len(jobs))
             out = []
             for result in pool.imap(fn, jobs):
@@ -325,6 +326,18 @@ def evaluate(paths: dict[str, Path], config_path: Path, workers: int, fa_windows
                 progress.advance(bar)
             return out
 
+        yield run
+
+
+def evaluate(paths: dict[str, Path], config_path: Path, workers: int, fa_windows: int,
+             power_windows: int, log: Any) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from flows.drift.settings import load_drift_config
+
+    sizes = {k: pq.ParquetFile(p).metadata.num_rows for k, p in paths.items()}
+    shipped = load_drift_config(config_path)
+    with scoring_pool(paths, config_path, workers) as run:
         null_jobs = [(k, w, fa_windows, 7 * w + i, shipped.family_alpha)
                      for i, k in enumerate(("calibration", "baseline")) for w in WINDOWS]
         null = dict(zip([(k, w) for k, w, *_ in null_jobs], run(_score, null_jobs, "null"),
