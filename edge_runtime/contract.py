@@ -7,7 +7,7 @@ idempotency key) so that a replayed upload is stored once.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import (
@@ -38,19 +38,59 @@ MAX_BATCH_RECORDS = 5000
 MAX_EMBEDDING_DIM = 64
 MAX_DETECTIONS = 300
 
+MAX_CLASSES = 1000  # class names one model may have
+MAX_DROP_REASONS = 64
+MAX_METRICS = 100
+
+# Every value a record may hold can be stored and exported as it came: integers fit the 64-bit
+# columns of the database and of Parquet, floats are finite (JSON has no NaN), strings hold no
+# control characters (no NUL, which PostgreSQL text refuses; no terminal escapes), every list and
+# map has a bound, and timestamps lie in a window that every clock and table type spans.
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"  # no C0 or C1 control character, DEL included
+_NO_NUL = r"^[^\x00]*$"  # free text (error messages) may span lines
+
 # Names that become parts of keys and paths: no separators, no dots-only, no control characters.
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Label = Annotated[str, StringConstraints(max_length=64, pattern=_PRINTABLE)]  # e.g. a class name
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
-def _aware(value: datetime) -> datetime:
+def text(max_length: int, *, lines: bool = False) -> StringConstraints:
+    """A bounded string: printable on one line, or (`lines`) anything but NUL."""
+    return StringConstraints(max_length=max_length, pattern=_NO_NUL if lines else _PRINTABLE)
+
+
+# Timestamps from device clocks: an RTC that reset reads 1970, nothing sane reads past 2200 (and
+# pandas' nanosecond timestamps end in 2262).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _sane_time(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamps must carry a time zone (UTC)")
+    try:
+        inside = EARLIEST <= value < LATEST
+    except OverflowError:  # its UTC time is outside the calendar (year 1 with a + offset)
+        inside = False
+    if not inside:
+        raise ValueError(f"timestamps must lie in [{EARLIEST:%Y-%m-%d}, {LATEST:%Y-%m-%d}) UTC")
     return value
 
 
-Timestamp = Annotated[datetime, AfterValidator(_aware)]
+Timestamp = Annotated[datetime, AfterValidator(_sane_time)]
+
+
+def _spoken(version: int) -> int:
+    if version != CONTRACT_VERSION:
+        raise ValueError(f"contract version {version} is not spoken here (version "
+                         f"{CONTRACT_VERSION} is)")
+    return version
 
 
 class _Record(BaseModel):
@@ -60,8 +100,8 @@ class _Record(BaseModel):
 class Detection(_Record):
     """One box in normalised image coordinates (0..1, x1 < x2, y1 < y2)."""
 
-    cls: Annotated[int, Field(ge=0, le=999)]
-    label: Annotated[str, StringConstraints(max_length=64)]
+    cls: Annotated[int, Field(ge=0, lt=MAX_CLASSES)]
+    label: Label
     score: Unit
     x1: Unit
     y1: Unit
@@ -74,18 +114,19 @@ class FrameStats(_Record):
 
     device_id: Name
     model_version: Name
-    frame_id: Annotated[int, Field(ge=0)]  # monotonic per device, across restarts
+    frame_id: Count  # monotonic per device, across restarts
     captured_at: Timestamp
     pre_ms: NonNegative
     infer_ms: NonNegative
     post_ms: NonNegative
     detections: Annotated[int, Field(ge=0, le=MAX_DETECTIONS)]
-    class_counts: dict[Annotated[str, StringConstraints(max_length=64)],
-                       Annotated[int, Field(ge=0)]]
+    class_counts: Annotated[  # the classes detected (not the zeros): at most one per box
+        dict[Label, Annotated[int, Field(ge=0, le=MAX_DETECTIONS)]],
+        Field(max_length=MAX_DETECTIONS)]
     conf_max: Unit | None = None  # None when nothing was detected
     conf_mean: Unit | None = None
     conf_min: Unit | None = None
-    uncertain: Annotated[int, Field(ge=0)]  # detections scored inside the uncertainty band
+    uncertain: Annotated[int, Field(ge=0, le=MAX_DETECTIONS)]  # boxes inside the uncertainty band
     box_area_mean: Unit | None = None  # box area as a share of the image
     box_area_min: Unit | None = None
     box_area_max: Unit | None = None
@@ -94,7 +135,7 @@ class FrameStats(_Record):
     contrast: Unit  # luma standard deviation, 0..1
     sharpness: NonNegative  # variance of the Laplacian of the luma (0..255 scale)
     saturation: Unit  # mean HSV saturation, 0..1
-    embedding: Annotated[list[float], Field(max_length=MAX_EMBEDDING_DIM)] | None = None
+    embedding: Annotated[list[Finite], Field(max_length=MAX_EMBEDDING_DIM)] | None = None
 
     @property
     def record_id(self) -> str:
@@ -103,7 +144,7 @@ class FrameStats(_Record):
 
 
 class TelemetryBatch(_Record):
-    contract: Annotated[int, Field(ge=1)] = CONTRACT_VERSION
+    contract: Annotated[int, AfterValidator(_spoken)] = CONTRACT_VERSION
     device_id: Name
     sent_at: Timestamp
     records: Annotated[list[FrameStats], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
@@ -130,7 +171,7 @@ class SampleMeta(_Record):
 
     device_id: Name
     model_version: Name
-    frame_id: Annotated[int, Field(ge=0)]
+    frame_id: Count
     captured_at: Timestamp
     policy: SamplePolicy
     uncertainty: Unit  # 1 - |2 * score - 1| of the least certain detection; 1 when empty
@@ -146,12 +187,12 @@ class SampleMeta(_Record):
 class UpdateReport(_Record):
     """Where the device's model updater stands, and how its last update ended."""
 
-    phase: Annotated[str, StringConstraints(max_length=32)]  # idle, downloading, health_check...
+    phase: Annotated[str, text(32)]  # idle, downloading, health_check...
     release_id: Name | None = None  # the release serving now
-    version: Annotated[int, Field(ge=0)] | None = None
+    version: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
     target_release: Name | None = None  # the release the last update was about
-    refusal: Annotated[str, StringConstraints(max_length=32)] | None = None  # why it was refused
-    detail: Annotated[str, StringConstraints(max_length=500)] | None = None  # or rolled back
+    refusal: Annotated[str, text(32)] | None = None  # why it was refused
+    detail: Annotated[str, text(500, lines=True)] | None = None  # or rolled back
     at: Timestamp | None = None  # when the last update ended
 
 
@@ -161,14 +202,14 @@ class DeviceStatus(_Record):
     device_id: Name
     sent_at: Timestamp
     model_version: Name
-    release_version: Annotated[int, Field(ge=0)] = 0
+    release_version: Annotated[int, Field(ge=0, le=INT32_MAX)] = 0
     uptime_s: NonNegative
-    frames_seen: Annotated[int, Field(ge=0)]
-    spool_telemetry: Annotated[int, Field(ge=0)]  # records waiting to be uploaded
-    spool_samples: Annotated[int, Field(ge=0)]
-    spool_bytes: Annotated[int, Field(ge=0)]
-    dropped: dict[Annotated[str, StringConstraints(max_length=64)], Annotated[int, Field(ge=0)]]
-    last_error: Annotated[str, StringConstraints(max_length=500)] | None = None
+    frames_seen: Count
+    spool_telemetry: Count  # records waiting to be uploaded
+    spool_samples: Count
+    spool_bytes: Count
+    dropped: Annotated[dict[Label, Count], Field(max_length=MAX_DROP_REASONS)]
+    last_error: Annotated[str, text(500, lines=True)] | None = None
     update: UpdateReport | None = None  # absent from devices without the updater
 
 
@@ -178,26 +219,25 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 class ModelFile(_Record):
     name: Name  # file name inside the release, e.g. model.onnx
     sha256: Sha256
-    size: Annotated[int, Field(ge=1)]  # bytes
+    size: Annotated[int, Field(ge=1, le=INT64_MAX)]  # bytes
 
 
 class InputSignature(_Record):
     """What the model expects, so a device can refuse a model it cannot feed."""
 
     imgsz: Annotated[int, Field(ge=32, le=4096)]
-    classes: Annotated[list[Annotated[str, StringConstraints(max_length=64)]],
-                       Field(min_length=1, max_length=1000)]
-    preprocessing: Annotated[str, StringConstraints(max_length=200)] = (
+    classes: Annotated[list[Label], Field(min_length=1, max_length=MAX_CLASSES)]
+    preprocessing: Annotated[str, text(200)] = (
         "letterbox pad 114, BGR->RGB, /255, NCHW float32")
 
 
 class Lineage(_Record):
     """Where a release came from: anyone can say which data, labels and code produced it."""
 
-    git_commit: Annotated[str, StringConstraints(max_length=64)] = ""
-    dataset_version: Annotated[str, StringConstraints(max_length=200)] = ""  # DVC
-    labelstudio_batches: list[Annotated[str, StringConstraints(max_length=100)]] = []
-    params_hash: Annotated[str, StringConstraints(max_length=64)] = ""
+    git_commit: Annotated[str, text(64)] = ""
+    dataset_version: Annotated[str, text(200)] = ""  # DVC
+    labelstudio_batches: Annotated[list[Annotated[str, text(100)]], Field(max_length=1000)] = []
+    params_hash: Annotated[str, text(64)] = ""
     parent_release: Name | None = None
 
 
@@ -205,10 +245,10 @@ class ReleaseManifest(_Record):
     """A model release: what to run, how to check it, and where it came from."""
 
     release_id: Name
-    version: Annotated[int, Field(ge=1)]  # monotonically increasing per fleet
+    version: Annotated[int, Field(ge=1, le=INT32_MAX)]  # monotonically increasing per fleet
     files: Annotated[list[ModelFile], Field(min_length=1, max_length=16)]
     input: InputSignature
-    metrics: dict[Annotated[str, StringConstraints(max_length=100)], float] = {}
+    metrics: Annotated[dict[Annotated[str, text(100)], Finite], Field(max_length=MAX_METRICS)] = {}
     lineage: Lineage = Lineage()
     created_at: Timestamp
     expires_at: Timestamp | None = None

@@ -13,8 +13,8 @@ from pydantic import BaseModel, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from edge_runtime.contract import ADMIN_PREFIX
-from hub import registry, releases, samples, telemetry, tuf_store
+from edge_runtime.contract import ADMIN_PREFIX, INT64_MAX
+from hub import quarantine, registry, releases, samples, telemetry, tuf_store
 from hub.api_device import (
     NAME_PATTERN,
     PathName,
@@ -24,15 +24,16 @@ from hub.api_device import (
     require_media_type,
 )
 from hub.blobs import blob_chunks
-from hub.db import BIGINT_MAX
 from hub.errors import Invalid
 from hub.models import (
+    SKIPPED_HEADER,
     ChannelChange,
     ChannelPromote,
     ChannelState,
     DeviceCreate,
     DeviceRecord,
     NewDeviceToken,
+    Quarantined,
     ReleaseAssign,
     ReleaseRecord,
     StoredSample,
@@ -95,6 +96,15 @@ async def rotate_token(request: Request, device_id: PathName) -> Response:
                                                  device_id))
 
 
+@router.post("/devices/{device_id}/quarantine", response_model=Quarantined)
+async def quarantine_device(request: Request, device_id: PathName) -> Response:
+    """Moves the device's stored rows that the contract no longer accepts (telemetry, samples,
+    its heartbeat) into the quarantine table, as they were, with the reason; the exports left
+    them out already (`Edgeloop-Skipped`). Safe to repeat."""
+    return json_response(await run_in_threadpool(quarantine.quarantine_device,
+                                                 hub_of(request).db, device_id))
+
+
 @router.put("/devices/{device_id}/channel", response_model=DeviceRecord)
 async def set_channel(request: Request, device_id: PathName, change: ChannelChange) -> Response:
     return json_response(await run_in_threadpool(registry.set_channel, hub_of(request).db,
@@ -124,7 +134,9 @@ async def query_telemetry(
                                           classes=names, limit=cap))
     return Response(table.parquet, media_type=telemetry.PARQUET_MEDIA_TYPE,
                     headers={"Edgeloop-Rows": str(table.rows),
-                             "Edgeloop-Truncated": "true" if table.truncated else "false"})
+                             "Edgeloop-Truncated": "true" if table.truncated else "false",
+                             SKIPPED_HEADER: str(table.skipped),
+                             "Edgeloop-Classes-Left-Out": str(table.classes_left_out)})
 
 
 @router.get("/samples", response_model=list[StoredSample])
@@ -135,15 +147,17 @@ async def list_samples(
 ) -> Response:
     _aware(since, until)
     db = hub_of(request).db
-    found = await run_in_threadpool(
+    found, skipped = await run_in_threadpool(
         lambda: samples.list_samples(db, since=since, until=until, device_id=device_id,
                                      limit=limit))
-    return _list_response(StoredSample, found)
+    response = _list_response(StoredSample, found)
+    response.headers[SKIPPED_HEADER] = str(skipped)
+    return response
 
 
 @router.get("/samples/{device_id}/{frame_id}/image", response_class=StreamingResponse)
 async def sample_image(request: Request, device_id: PathName,
-                       frame_id: Annotated[int, Path(ge=0, le=BIGINT_MAX)]) -> StreamingResponse:
+                       frame_id: Annotated[int, Path(ge=0, le=INT64_MAX)]) -> StreamingResponse:
     hub = hub_of(request)
     key, content_type, size = await run_in_threadpool(samples.sample_image, hub.db, device_id,
                                                       frame_id)

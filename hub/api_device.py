@@ -134,7 +134,7 @@ async def post_heartbeat(request: Request) -> Response:
     device = await authenticated_device(hub, request)
     require_media_type(request, "application/json")
     try:
-        status = DeviceStatus.model_validate_json(await request.body())
+        status = DeviceStatus.model_validate_json(await request.body(), strict=True)
     except ValidationError as exc:
         raise invalid(exc, "device status") from None
     taken = await run_in_threadpool(registry.record_heartbeat, hub.db, device, status)

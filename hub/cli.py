@@ -103,6 +103,19 @@ def device_revoke(device_id: str, hub_url: str | None, admin_token: str | None) 
     click.echo(f"device {record.device_id} revoked")
 
 
+@device.command("quarantine")
+@click.argument("device_id")
+@with_admin_options
+def device_quarantine(device_id: str, hub_url: str | None, admin_token: str | None) -> None:
+    """Move DEVICE_ID's stored rows that the wire contract no longer accepts (kept before it
+    was tightened; the exports leave them out and count them) into the hub's quarantine table."""
+    with _client(hub_url, admin_token) as client:
+        done = client.quarantine(device_id)
+    moved = ", ".join(f"{done.quarantined[kind]} of {done.checked[kind]} {kind} rows"
+                      for kind in done.checked)
+    click.echo(f"device {done.device_id}: quarantined {moved}")
+
+
 @device.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per device.")
 @with_admin_options

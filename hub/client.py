@@ -30,10 +30,12 @@ from edge_runtime.contract import (
     TelemetryBatch,
 )
 from hub.models import (
+    SKIPPED_HEADER,
     ChannelState,
     DeviceRecord,
     HeartbeatTaken,
     NewDeviceToken,
+    Quarantined,
     ReleaseRecord,
     SampleStored,
     StoredSample,
@@ -178,7 +180,8 @@ class HubClient:
                   limit: int | None = None) -> pd.DataFrame:
         """Records captured in [since, until) as a DataFrame (stats_row columns, count_<class>).
 
-        `frame.attrs["truncated"]` says whether the hub's row limit cut the result short.
+        `frame.attrs["truncated"]` says whether the hub's row limit cut the result short;
+        `frame.attrs["skipped"]`, how many stored rows the contract no longer accepts (left out).
         """
         import pandas as pd
 
@@ -187,6 +190,7 @@ class HubClient:
         response = self._admin("GET", "/telemetry", params=params)
         frame = pd.read_parquet(io.BytesIO(response.content))
         frame.attrs["truncated"] = response.headers.get("Edgeloop-Truncated") == "true"
+        frame.attrs["skipped"] = int(response.headers.get(SKIPPED_HEADER, "0"))
         return frame
 
     def telemetry_window(self, since: datetime, until: datetime | None = None, *,
@@ -215,6 +219,11 @@ class HubClient:
         counts = [c for c in frame.columns if c.startswith("count_")]
         frame[counts] = frame[counts].fillna(0).astype("int64")
         return frame.reset_index(drop=True)
+
+    def quarantine(self, device_id: str) -> Quarantined:
+        """Moves the device's stored rows that the contract no longer accepts aside."""
+        response = self._admin("POST", f"/devices/{device_id}/quarantine")
+        return Quarantined.model_validate_json(response.content)
 
     def samples(self, since: datetime | None = None, until: datetime | None = None, *,
                 device_id: str | None = None, limit: int = 1000) -> list[StoredSample]:

@@ -23,7 +23,6 @@ from hub.errors import Unavailable
 metadata = sa.MetaData()
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite's rowid alias must be INTEGER
 Key = sa.String(64)  # contract names are at most 64 characters
-BIGINT_MAX = 2**63 - 1  # the largest frame id a BIGINT column holds (the contract has no bound)
 
 devices = sa.Table(
     "devices", metadata,
@@ -89,6 +88,21 @@ channel_events = sa.Table(
     sa.Column("assigned_us", sa.BigInteger, nullable=False),
     sa.Column("rolled_back_us", sa.BigInteger),
     sa.Index("ix_channel_events_channel", "channel", "id"),
+)
+
+# Stored rows that the contract no longer accepts (kept before it was tightened), moved out of
+# the live tables by `edgeloop hub device quarantine`: kept for a human to look at, never served.
+quarantine = sa.Table(
+    "quarantine", metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # telemetry | sample | heartbeat
+    sa.Column("device_id", Key, nullable=False),
+    sa.Column("frame_id", sa.BigInteger),  # none for a heartbeat
+    sa.Column("body", sa.Text, nullable=False),  # the row's JSON as it was stored
+    sa.Column("blob_key", sa.String(255)),  # a sample's image, left where it is
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("quarantined_us", sa.BigInteger, nullable=False),
+    sa.Index("ix_quarantine_device", "device_id"),
 )
 
 # One row per named critical section, locked with SELECT ... FOR UPDATE on PostgreSQL, so that

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from edge_runtime.contract import DeviceStatus, Name, ReleaseManifest, SampleMeta
 
 DEFAULT_CHANNEL = "stable"
+# On the admin exports: stored rows left out because the contract no longer accepts them.
+SKIPPED_HEADER = "Edgeloop-Skipped"
 
 
 class _Model(BaseModel):
@@ -93,6 +95,14 @@ class StoredSample(_Model):
     sha256: str
     size: int
     received_at: datetime
+
+
+class Quarantined(_Model):
+    """What `POST /v1/admin/devices/{id}/quarantine` moved out of the live tables, by kind."""
+
+    device_id: str
+    checked: dict[str, int]  # rows read: telemetry, sample, heartbeat
+    quarantined: dict[str, int]  # of those, moved to the quarantine table
 
 
 class ReleaseAssign(_Model):

@@ -86,8 +86,10 @@ def list_devices(db: Database) -> list[DeviceRecord]:
 
 def record_heartbeat(db: Database, device: DeviceIdentity, status: DeviceStatus) -> HeartbeatTaken:
     device.check_is(status.device_id, "heartbeat")
-    sent_us = to_us(status.sent_at)
     now = now_us()
+    # A clock far ahead must not freeze the status: a heartbeat counts as sent no later than it
+    # arrived, so the next one from a corrected clock wins again.
+    sent_us = min(to_us(status.sent_at), now)
     with db.write() as conn:
         applied = conn.execute(
             devices.update()

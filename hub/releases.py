@@ -36,7 +36,7 @@ def artefact_key(file: ModelFile) -> str:
 def parse_manifest(manifest_json: str | bytes) -> tuple[ReleaseManifest, str]:
     """The manifest and its text as uploaded (served verbatim, so a signature over it holds)."""
     try:
-        manifest = ReleaseManifest.model_validate_json(manifest_json)
+        manifest = ReleaseManifest.model_validate_json(manifest_json, strict=True)
     except ValidationError as exc:
         raise invalid(exc, "release manifest") from None
     text = manifest_json.decode() if isinstance(manifest_json, bytes) else manifest_json

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import io
+import logging
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 
-from edge_runtime.contract import FrameStats, TelemetryBatch, stats_row
+from edge_runtime.contract import MAX_CLASSES, FrameStats, TelemetryBatch, stats_row
 from hub.clock import now_us, to_us
-from hub.db import BIGINT_MAX, Database, devices, telemetry
-from hub.errors import Invalid, invalid
+from hub.db import Database, devices, telemetry
+from hub.errors import invalid
 from hub.models import TelemetryStored
 from hub.registry import DeviceIdentity
 
+log = logging.getLogger(__name__)
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 _RECORDS = TypeAdapter(list[FrameStats])
 _FLAT_EXCLUDED = ("class_counts", "embedding")  # stats_row spreads these into columns
@@ -31,14 +35,10 @@ def _insert_sql(dialect: str) -> str:
 def ingest_telemetry(db: Database, device: DeviceIdentity, body: bytes) -> TelemetryStored:
     """Stores a batch (JSON bytes) of `device`; answers only after the transaction committed."""
     try:
-        batch = TelemetryBatch.model_validate_json(body)
+        batch = TelemetryBatch.model_validate_json(body, strict=True)  # no coercion
     except ValidationError as exc:
         raise invalid(exc, "telemetry batch") from None
     device.check_is(batch.device_id, "telemetry batch")
-    for index, record in enumerate(batch.records):
-        if record.frame_id > BIGINT_MAX:  # else the database raises, and that would be a 500
-            raise Invalid(f"invalid telemetry batch: records.{index}.frame_id: {record.frame_id} "
-                          f"exceeds {BIGINT_MAX}")
     received = now_us()
     dump = FrameStats.__pydantic_serializer__.to_json  # model_dump_json minus per-call overhead
     rows = [(r.device_id, r.frame_id, r.model_version, to_us(r.captured_at), received,
@@ -63,6 +63,8 @@ class TelemetryTable:
     parquet: bytes
     rows: int
     truncated: bool  # more rows matched than the limit let through
+    skipped: int = 0  # stored rows the contract no longer accepts (see `quarantine`)
+    classes_left_out: int = 0  # class names beyond MAX_CLASSES, the rarest, without a column
 
 
 def query_telemetry(db: Database, *, since: datetime | None, until: datetime | None,
@@ -70,7 +72,10 @@ def query_telemetry(db: Database, *, since: datetime | None, until: datetime | N
                     limit: int) -> TelemetryTable:
     """Records captured in [since, until), oldest first, flattened like the device's stats_row.
 
-    `classes` names the `count_<class>` columns; by default every class seen in the result.
+    `classes` names the `count_<class>` columns; by default every class seen in the result (the
+    MAX_CLASSES most counted, should a device report more). A stored row that no longer passes
+    the contract (stored before it was tightened) is left out and counted, never a failure of
+    the whole export.
     """
     query = sa.select(telemetry.c.body).order_by(telemetry.c.captured_us, telemetry.c.id)
     if since is not None:
@@ -82,15 +87,44 @@ def query_telemetry(db: Database, *, since: datetime | None, until: datetime | N
     with db.read() as conn:
         bodies = conn.execute(query.limit(limit + 1)).scalars().all()
     truncated = len(bodies) > limit
-    records = _RECORDS.validate_json(f"[{','.join(bodies[:limit])}]")
-    return TelemetryTable(to_parquet(records, classes), len(records), truncated)
+    records, skipped = parse_stored(bodies[:limit])
+    if skipped:
+        log.warning("telemetry export: %d stored rows fail the contract and were left out "
+                    "(`edgeloop hub device quarantine` moves them aside)", skipped)
+    names, left_out = (classes, 0) if classes is not None else class_columns(records)
+    return TelemetryTable(to_parquet(records, names), len(records), truncated, skipped, left_out)
 
 
-def to_parquet(records: list[FrameStats], classes: tuple[str, ...] | None) -> bytes:
+def parse_stored(bodies: Sequence[str]) -> tuple[list[FrameStats], int]:
+    """The stored records that pass the contract, and how many did not."""
+    try:
+        return _RECORDS.validate_json(f"[{','.join(bodies)}]"), 0  # one call: the common case
+    except ValidationError:
+        good = [r for r in map(_parse_one, bodies) if r is not None]
+        return good, len(bodies) - len(good)
+
+
+def _parse_one(body: str) -> FrameStats | None:
+    try:
+        return FrameStats.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
+def class_columns(records: list[FrameStats]) -> tuple[tuple[str, ...], int]:
+    """Every class name the records count, sorted; past MAX_CLASSES only the most counted (one
+    device's made-up names must not widen the fleet's table without end), and how many not."""
+    totals: Counter[str] = Counter()
+    for record in records:
+        totals.update(record.class_counts)
+    kept = sorted(totals) if len(totals) <= MAX_CLASSES else sorted(
+        name for name, _ in totals.most_common(MAX_CLASSES))
+    return tuple(kept), len(totals) - len(kept)
+
+
+def to_parquet(records: list[FrameStats], names: tuple[str, ...]) -> bytes:
     import pandas as pd  # type: ignore[import-untyped]  # only the query path needs pandas
 
-    names = classes if classes is not None else tuple(
-        sorted({name for r in records for name in r.class_counts}))
     rows = []
     for record in records:
         row = stats_row(record, names)

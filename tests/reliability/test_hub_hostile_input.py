@@ -355,9 +355,10 @@ def test_a_device_token_cannot_write_as_another_device(hub: RunningHub) -> None:
 def test_a_frame_id_beyond_what_the_database_holds_is_refused_with_422(hub: RunningHub) -> None:
     token = hub.add_device("cam-1")
     huge = 2**63
-    sent = TelemetryBatch(device_id="cam-1", sent_at=T0, records=[stats("cam-1", huge, at=T0)])
+    sent = json.loads(batch("cam-1", [1]).model_dump_json())
+    sent["records"][0]["frame_id"] = huge
     with hub.http(token) as http, hub.http(ADMIN_TOKEN) as admin:
-        refused(post_telemetry(http, gz(sent)), 422, "frame_id")
+        refused(post_telemetry(http, json.dumps(sent).encode(), gzip=False), 422, "frame_id")
         record = json.loads(meta("cam-1", 1).model_dump_json()) | {"frame_id": huge}
         refused(post_sample(http, json.dumps(record), jpeg(64, 48)), 422, "frame_id")
         refused(admin.get(f"/v1/admin/samples/cam-1/{huge}/image"), 422, "frame_id")
