@@ -24,6 +24,7 @@ metadata = sa.MetaData()
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite's rowid alias must be INTEGER
 Key = sa.String(64)  # contract names are at most 64 characters
 BIGINT_MAX = 2**63 - 1  # the largest frame id a BIGINT column holds (the contract has no bound)
+INTEGER_MAX = 2**31 - 1  # the largest release version the (32-bit) Integer column holds
 
 devices = sa.Table(
     "devices", metadata,
