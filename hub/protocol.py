@@ -4,7 +4,9 @@ closed before the app sees the request.
 
 uvicorn bounds the head only with h11 (`h11_max_incomplete_event_size`); with httptools, which
 it prefers when installed and which parses faster, the head is unbounded. So the hub picks the
-parser itself: httptools with the same cap added, else h11 with its own.
+parser itself: httptools with the cap added, else h11 with its own. h11's is looser: it bounds
+what is buffered of a head not yet complete, so a whole head that arrives in one read (up to the
+64 KiB a read takes) passes; the httptools cap also counts the parsed URL and headers.
 """
 
 from __future__ import annotations
