@@ -82,12 +82,16 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("edgeloop: aborted", err=True)
         sys.exit(130)
     except click.ClickException as error:
-        click.echo(f"edgeloop: error: {error.format_message()}", err=True)
+        from hub.terminal import printable  # an error may quote what a device or hub sent
+
+        click.echo(f"edgeloop: error: {printable(error.format_message())}", err=True)
         sys.exit(error.exit_code)
     except (ValueError, OSError, LookupError) as error:
         if os.environ.get("EDGELOOP_DEBUG"):
             raise
-        click.echo(f"edgeloop: error: {error}", err=True)
+        from hub.terminal import printable  # an error may quote what a device or hub sent
+
+        click.echo(f"edgeloop: error: {printable(str(error))}", err=True)
         sys.exit(1)
 
 

@@ -28,7 +28,7 @@ from edge_runtime.contract import (
 from hub import registry, releases, samples, telemetry, tuf_store
 from hub.auth import bearer_token
 from hub.blobs import blob_chunks
-from hub.errors import Invalid, UnsupportedMediaType, invalid
+from hub.errors import Invalid, NotFound, UnsupportedMediaType, invalid
 from hub.limits import decode_body
 from hub.models import HeartbeatTaken, SampleStored, TelemetryStored
 from hub.registry import DeviceIdentity
@@ -42,7 +42,7 @@ NO_ASSIGNMENT_HEADER = "Edgeloop-Reason"
 REFUSALS: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or unknown token: the device keeps its records, backs off"},
     403: {"description": "revoked device, or a write as another device: kept, backs off"},
-    404: {"description": "no such release or file"},
+    404: {"description": "no such release or file, or a release never on the device's channel"},
     413: {"description": "body, decompressed body or image over its limit: the device splits"},
     415: {"description": "unsupported Content-Type, Content-Encoding or image type: dropped"},
     422: {"description": "schema-invalid records, the offending fields named: dropped"},
@@ -179,7 +179,7 @@ async def get_file(request: Request, release_id: PathName, name: PathName) -> St
 async def get_tuf_metadata(request: Request, name: str) -> Response:
     """root.json, <N>.root.json, timestamp.json, snapshot.json or targets.json (the metadata
     base URL of tuf.ngclient's Updater); 404 when not published, e.g. the next root version."""
-    hub = await authenticated_reader(request)
+    hub, _ = await authenticated_reader(request)  # signed and small: every device reads it
     data = await run_in_threadpool(tuf_store.get_metadata, hub.blobs, name)
     return Response(data, media_type="application/json", headers={"Cache-Control": "no-store"})
 
@@ -193,17 +193,23 @@ async def get_tuf_target(request: Request, release_id: PathName,
     return await _artefact(request, release_id, name)
 
 
-async def authenticated_reader(request: Request) -> Hub:
-    """The hub, once the caller showed the admin token or a live device token."""
+async def authenticated_reader(request: Request) -> tuple[Hub, DeviceIdentity | None]:
+    """The hub and the calling device (None for the admin), once the caller showed the admin
+    token or a live device token."""
     hub = hub_of(request)
     token = bearer_token(request.headers.get("authorization"))
-    if not hub.admin.is_admin(token):
-        await run_in_threadpool(registry.authenticate, hub.db, token)
-    return hub
+    if hub.admin.is_admin(token):
+        return hub, None
+    return hub, await run_in_threadpool(registry.authenticate, hub.db, token)
 
 
 async def _artefact(request: Request, release_id: str, name: str | None) -> StreamingResponse:
-    hub = await authenticated_reader(request)
+    """A release's file, to the admin, or to a device whose channel ever ran the release (a 404
+    otherwise, as for a release that does not exist: other channels' releases stay unnamed)."""
+    hub, device = await authenticated_reader(request)
+    if device is not None and not await run_in_threadpool(
+            releases.ever_on_channel, hub.db, device.channel, release_id):
+        raise NotFound(f"no release {release_id!r}")
     file = await run_in_threadpool(releases.artefact, hub.db, release_id, name)
     # Opened before the answer starts: a missing blob is a 503, not a response cut short.
     source = await run_in_threadpool(hub.blobs.open, releases.artefact_key(file))

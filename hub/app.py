@@ -28,7 +28,8 @@ def create_app(settings: HubSettings, hub: Hub | None = None) -> FastAPI:
     app.state.hub = hub
     app.include_router(api_device.router)
     app.include_router(api_admin.router)
-    app.add_middleware(BodyLimit, limit_for=lambda method, path: body_limit(settings, method, path))
+    app.add_middleware(BodyLimit, limit_for=lambda method, path: body_limit(settings, method, path),
+                       idle_s=settings.limits.body_idle_s)
     add_error_handlers(app)
 
     @app.get("/healthz", tags=["ops"])

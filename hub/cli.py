@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from hub.settings import HubSettings, load_settings
+from hub.terminal import count, megabytes, printable, printable_json
 
 admin_options = [
     click.option("--hub", "hub_url", default=None,
@@ -77,8 +78,8 @@ def device_add(device_id: str, channel: str, hub_url: str | None,
     """Register DEVICE_ID and print its token (shown only this once) on stdout."""
     with _client(hub_url, admin_token) as client:
         new = client.add_device(device_id, channel)
-    click.echo(f"device {new.device_id} added to channel {new.channel}; its token (shown once) "
-               "follows on stdout", err=True)
+    click.echo(f"device {printable(new.device_id)} added to channel {printable(new.channel)}; "
+               "its token (shown once) follows on stdout", err=True)
     click.echo(new.token)
 
 
@@ -89,7 +90,8 @@ def device_rotate(device_id: str, hub_url: str | None, admin_token: str | None) 
     """Give DEVICE_ID a new token (the old one stops working; lifts a revocation)."""
     with _client(hub_url, admin_token) as client:
         new = client.rotate_token(device_id)
-    click.echo(f"device {new.device_id}: new token (shown once) follows on stdout", err=True)
+    click.echo(f"device {printable(new.device_id)}: new token (shown once) follows on stdout",
+               err=True)
     click.echo(new.token)
 
 
@@ -100,7 +102,7 @@ def device_revoke(device_id: str, hub_url: str | None, admin_token: str | None) 
     """Revoke DEVICE_ID's token: its uploads are refused from now on."""
     with _client(hub_url, admin_token) as client:
         record = client.revoke_device(device_id)
-    click.echo(f"device {record.device_id} revoked")
+    click.echo(f"device {printable(record.device_id)} revoked")
 
 
 @device.command("quarantine")
@@ -120,12 +122,15 @@ def device_quarantine(device_id: str, hub_url: str | None, admin_token: str | No
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per device.")
 @with_admin_options
 def device_list(as_json: bool, hub_url: str | None, admin_token: str | None) -> None:
-    """Devices with their channel, model, last contact, spool depth and drop counters."""
+    """Devices with their channel, model, last contact, spool depth and drop counters.
+
+    What devices sent is shown escaped (`\\x1b`, `\\u202e`): one line per device, whatever it sent.
+    """
     with _client(hub_url, admin_token) as client:
         records = client.devices()
     if as_json:
         for record in records:
-            click.echo(record.model_dump_json())
+            click.echo(printable_json(record.model_dump_json()))
         return
     header = ("DEVICE", "CHANNEL", "STATE", "MODEL", "LAST SEEN", "SPOOL (rec/frames/MB)",
               "DROPPED", "FRAMES SEEN", "UPDATE")
@@ -137,16 +142,26 @@ def device_list(as_json: bool, hub_url: str | None, admin_token: str | None) -> 
 
 
 def _row(record: Any) -> tuple[str, ...]:
+    """One device's cells, each escaped: no cell holds a line break or a terminal control."""
+    return tuple(printable(cell, MAX_CELL_CHARS) for cell in _cells(record))
+
+
+MAX_CELL_CHARS = 120
+
+
+def _cells(record: Any) -> tuple[str, ...]:
     status = record.status
     seen = "never" if record.last_seen is None else _ago(record.last_seen)
     state = "revoked" if record.revoked else "active"
     if status is None:
-        return (record.device_id, record.channel, state, "-", seen, "-", "-", "-", "-")
-    spool = (f"{status.spool_telemetry}/{status.spool_samples}/"
-             f"{status.spool_bytes / 1e6:.1f}")
-    dropped = ",".join(f"{k}={v}" for k, v in sorted(status.dropped.items()) if v) or "0"
+        unreadable = getattr(record, "status_error", None)
+        last = "-" if unreadable is None else f"STATUS UNREADABLE: {unreadable}"
+        return (record.device_id, record.channel, state, "-", seen, "-", "-", "-", last)
+    spool = (f"{count(status.spool_telemetry)}/{count(status.spool_samples)}/"
+             f"{megabytes(status.spool_bytes)}")
+    dropped = ",".join(f"{k}={count(v)}" for k, v in sorted(status.dropped.items()) if v) or "0"
     return (record.device_id, record.channel, state, status.model_version, seen, spool,
-            dropped, str(status.frames_seen), _update(status.update))
+            dropped, count(status.frames_seen), _update(status.update))
 
 
 def _update(report: Any) -> str:
@@ -155,7 +170,7 @@ def _update(report: Any) -> str:
         return "-"
     target = f" -> {report.target_release}" if report.target_release else ""
     refused = f" REFUSED {report.refusal}: {report.detail}" if report.refusal else ""
-    return f"{report.phase}{target}{refused}"[:120]
+    return f"{report.phase}{target}{refused}"
 
 
 def _ago(moment: datetime) -> str:

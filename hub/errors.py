@@ -34,6 +34,12 @@ class NotFound(HubError):
     status = 404
 
 
+class RequestTimeout(HubError):
+    """A body that stopped arriving: the hub answers and closes the connection."""
+
+    status = 408
+
+
 class Conflict(HubError):
     status = 409
 

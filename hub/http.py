@@ -46,7 +46,8 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HubError)
     async def refused(_: Request, exc: HubError) -> JSONResponse:
         headers = ({"WWW-Authenticate": "Bearer"} if exc.status == 401
-                   else RETRY_LATER if exc.status == 503 else None)
+                   else RETRY_LATER if exc.status == 503
+                   else CLOSE if exc.status == 408 else None)
         return JSONResponse({"detail": exc.detail, **exc.extra}, exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -78,6 +79,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 RETRY_LATER = {"Retry-After": "1"}  # seconds; the device's uplink backs off on its own
+CLOSE = {"Connection": "close"}  # the rest of a stalled body must not be read as a request
 
 
 def unavailable_reason(exc: Exception) -> str:
@@ -96,6 +98,7 @@ def unavailable_reason(exc: Exception) -> str:
 # are global. Every refusal's body is a Refusal.
 COMMON_REFUSALS = {
     "400": "malformed request: a Content-Length, JSON or multipart body that does not parse",
+    "408": "the body stopped arriving (no part of it for the body idle timeout)",
     "413": "body over its limit",
     "503": "database or blob storage busy or down: retry later",
 }

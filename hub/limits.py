@@ -1,12 +1,14 @@
-"""Bounded reading: request bodies and gzip are cut off at a limit instead of read whole."""
+"""Bounded reading: request bodies and gzip are cut off at a limit instead of read whole, and a
+body that stops arriving is given up on instead of waited for."""
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-from hub.errors import BadRequest, TooLarge, UnsupportedMediaType
+from hub.errors import BadRequest, RequestTimeout, TooLarge, UnsupportedMediaType
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -38,18 +40,27 @@ async def read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
     return bytes(body)
 
 
-def limited_receive(receive: Receive, limit: int) -> Receive:
-    """An ASGI receive that raises TooLarge once more than `limit` body bytes went through it.
+def limited_receive(receive: Receive, limit: int, idle_s: float) -> Receive:
+    """An ASGI receive that raises TooLarge once more than `limit` body bytes went through it,
+    and RequestTimeout when the next piece of the body takes more than `idle_s` seconds.
 
     Lets a streaming parser (multipart) run against a budget without buffering the body first.
+    uvicorn has no timeout for a body that trickles in; once the body is complete, a wait (for
+    the client to disconnect, during a long download) is not timed.
     """
-    seen = 0
+    seen, complete = 0, False
 
     async def receive_counted() -> Message:
-        nonlocal seen
-        message = await receive()
+        nonlocal seen, complete
+        if complete:
+            return await receive()
+        try:
+            message = await asyncio.wait_for(receive(), idle_s)
+        except TimeoutError:
+            raise RequestTimeout(f"no part of the body arrived for {idle_s:g} s") from None
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
+            complete = not message.get("more_body", False)
             if seen > limit:
                 raise TooLarge(f"body exceeds the limit of {limit} bytes")
         return message
@@ -58,15 +69,18 @@ def limited_receive(receive: Receive, limit: int) -> Receive:
 
 
 class BodyLimit:
-    """ASGI middleware: every request body has a cap, chosen by method and path.
+    """ASGI middleware: every request body has a cap, chosen by method and path, and an idle
+    timeout.
 
     A declared Content-Length over the cap is answered 413 before the app sees the request; a
-    body that streams past it raises TooLarge inside the app, wherever it is being read.
+    body that streams past it raises TooLarge inside the app, wherever it is being read, and one
+    that stalls for `idle_s` raises RequestTimeout (408) there.
     """
 
-    def __init__(self, app: Any, limit_for: Callable[[str, str], int]) -> None:
+    def __init__(self, app: Any, limit_for: Callable[[str, str], int], idle_s: float) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.idle_s = idle_s
 
     async def __call__(self, scope: Message, receive: Receive, send: Any) -> None:
         if scope["type"] != "http":
@@ -84,7 +98,7 @@ class BodyLimit:
                                     headers={"Connection": "close"})
             await response(scope, receive, send)
             return
-        await self.app(scope, limited_receive(receive, limit), send)
+        await self.app(scope, limited_receive(receive, limit, self.idle_s), send)
 
 
 def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:

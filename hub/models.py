@@ -82,6 +82,9 @@ class DeviceRecord(_Model):
     telemetry_stored: int = 0
     samples_stored: int = 0
     status: DeviceStatus | None = None  # the latest heartbeat
+    # Why the stored heartbeat is not shown (it no longer passes the contract, e.g. one stored
+    # before the contract was tightened); the device is listed all the same.
+    status_error: str | None = None
 
     @property
     def revoked(self) -> bool:

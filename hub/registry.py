@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from edge_runtime.contract import DeviceStatus
 from hub.auth import hash_token, new_device_token
 from hub.clock import from_us, now_us, to_us
 from hub.db import Database, devices
-from hub.errors import Conflict, Forbidden, NotFound, Unauthorized
+from hub.errors import Conflict, Forbidden, NotFound, Unauthorized, invalid
 from hub.models import DeviceRecord, HeartbeatTaken, NewDeviceToken
 
 
@@ -106,6 +107,7 @@ def record_heartbeat(db: Database, device: DeviceIdentity, status: DeviceStatus)
 
 
 def _record(row: Any) -> DeviceRecord:
+    status, status_error = _stored_status(row.status)
     return DeviceRecord(
         device_id=row.device_id,
         channel=row.channel,
@@ -114,5 +116,17 @@ def _record(row: Any) -> DeviceRecord:
         last_seen=None if row.last_seen_us is None else from_us(row.last_seen_us),
         telemetry_stored=row.telemetry_stored,
         samples_stored=row.samples_stored,
-        status=None if row.status is None else DeviceStatus.model_validate_json(row.status),
+        status=status,
+        status_error=status_error,
     )
+
+
+def _stored_status(stored: str | None) -> tuple[DeviceStatus | None, str | None]:
+    """The stored heartbeat, or None and why not: a heartbeat stored under an older, looser
+    contract may fail today's, and one such device must not take the whole list down."""
+    if stored is None:
+        return None, None
+    try:
+        return DeviceStatus.model_validate_json(stored), None
+    except ValidationError as exc:
+        return None, invalid(exc, "stored heartbeat", max_errors=0).detail

@@ -1,9 +1,21 @@
 """Releases and channels: artefacts checked against their manifest, versions that only go up,
-channels that are assigned, promoted and rolled back."""
+channels that are assigned, promoted and rolled back.
+
+No artefact blob outlives a refused release: everything that can refuse one (manifest, names,
+sizes and hashes, a version the column holds, a clash with an existing release) is checked before
+the first blob is written, and when the row's insert still fails, the blobs this call wrote are
+removed again unless a committed release lists them. Blobs are content-addressed and shared, so
+one race is left: a second upload of the same bytes that finds this call's blob already there
+(and so writes none) and commits after the removal's check lists a blob that is gone; its devices
+then get 503 for that file until the release is uploaded again. Removal is best effort too: if the
+database cannot be asked, the blob is kept (an orphan costs disk, a wrong removal costs a
+release).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -19,6 +31,7 @@ from hub.errors import Conflict, Invalid, NotFound, invalid
 from hub.models import ChannelEvent, ChannelState, ReleaseRecord
 
 HISTORY_SHOWN = 20
+log = logging.getLogger("hub")
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,8 @@ def parse_manifest(manifest_json: str | bytes) -> tuple[ReleaseManifest, str]:
 
 def create_release(db: Database, blobs: BlobStore, manifest_json: str | bytes,
                    uploads: list[Upload]) -> ReleaseManifest:
+    """Checks the release whole, stores its artefacts, then its row (the release exists from
+    then on); a refusal at any step leaves no blob of it behind (see the module docstring)."""
     manifest, text = parse_manifest(manifest_json)
     files = {f.name: f for f in manifest.files}
     check_upload_names([f.name for f in manifest.files], [u.name for u in uploads])
@@ -52,17 +67,38 @@ def create_release(db: Database, blobs: BlobStore, manifest_json: str | bytes,
         _check_new(conn, manifest)  # before hashing gigabytes for a release that cannot land
     for upload in uploads:
         _verify(files[upload.name], upload.source)
-    for upload in uploads:
-        key = artefact_key(files[upload.name])
-        if not blobs.exists(key) or blobs.size(key) != files[upload.name].size:
-            blobs.put_stream(key, file_chunks(upload.source))
-    with db.write() as conn:
-        db.lock(conn, "releases")
-        _check_new(conn, manifest)
-        conn.execute(releases.insert().values(release_id=manifest.release_id,
-                                              version=manifest.version, created_us=now_us(),
-                                              manifest=text))
+    written: list[str] = []
+    try:
+        for upload in uploads:
+            key = artefact_key(files[upload.name])
+            if not blobs.exists(key) or blobs.size(key) != files[upload.name].size:
+                written.append(key)  # before the write: a half-written blob is removed too
+                blobs.put_stream(key, file_chunks(upload.source))
+        with db.write() as conn:
+            db.lock(conn, "releases")
+            _check_new(conn, manifest)  # another publisher may have won since the first check
+            conn.execute(releases.insert().values(release_id=manifest.release_id,
+                                                  version=manifest.version,
+                                                  created_us=now_us(), manifest=text))
+    except BaseException:
+        remove_unreferenced(db, blobs, written)
+        raise
     return manifest
+
+
+def remove_unreferenced(db: Database, blobs: BlobStore, keys: list[str]) -> None:
+    """Removes the artefact blobs `keys` that no committed release lists (best effort)."""
+    for key in keys:
+        sha256 = key.rpartition("/")[2]
+        try:
+            with db.read() as conn:
+                listed = conn.execute(sa.select(releases.c.release_id).where(
+                    releases.c.manifest.contains(sha256, autoescape=True)).limit(1)).first()
+            if listed is None:
+                blobs.delete(key)
+        except Exception as exc:  # the refusal being raised matters more than this removal
+            log.warning("kept artefact %s of a refused release: %s", sha256,
+                        type(exc).__name__)
 
 
 def check_upload_names(listed: list[str], uploaded: list[str]) -> None:
@@ -133,6 +169,15 @@ def artefact(db: Database, release_id: str, name: str | None) -> ModelFile:
         if file.name == name:
             return file
     raise NotFound(f"release {release_id!r} has no file {name[:80]!r}")
+
+
+def ever_on_channel(db: Database, channel: str, release_id: str) -> bool:
+    """Whether the release was ever assigned or promoted on the channel (rolled back or not):
+    what a device of that channel may download."""
+    with db.read() as conn:
+        return conn.execute(sa.select(channel_events.c.id).where(
+            channel_events.c.channel == channel,
+            channel_events.c.release_id == release_id).limit(1)).first() is not None
 
 
 def assigned_manifest(db: Database, channel: str) -> str | None:

@@ -12,10 +12,27 @@ from typing import Any
 from fastapi import FastAPI
 
 from hub.app import create_app
+from hub.protocol import http_protocol
 from hub.settings import HubSettings
 from hub.state import Hub
 
 log = logging.getLogger("hub")
+
+
+def uvicorn_config(app: FastAPI, settings: HubSettings, *, host: str, port: int,
+                   **options: Any) -> Any:
+    """The uvicorn.Config every hub runs under (`edgeloop hub serve` and the tests' hub alike):
+    the request head capped, idle keep-alive connections closed. No limit_concurrency: past it
+    uvicorn answers 503 to devices that only retry; the database's busy timeout already sheds
+    load that way, and connection counts belong to the load balancer in front."""
+    import uvicorn
+
+    protocol, head_bytes = http_protocol(settings.limits.head_bytes)
+    return uvicorn.Config(app, host=host, port=port, http=protocol,
+                          h11_max_incomplete_event_size=head_bytes,
+                          timeout_keep_alive=settings.limits.keep_alive_s,
+                          log_config=None, log_level="warning", server_header=False,
+                          **{"access_log": settings.access_log, **options})
 
 
 def serve(settings: HubSettings) -> None:
@@ -35,9 +52,7 @@ def serve(settings: HubSettings) -> None:
                 if self.started and banner:  # only once the socket is bound, so it is true
                     log.info("%s", banner)
 
-        return Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                     log_config=None, log_level="warning",
-                                     access_log=settings.access_log, server_header=False))
+        return Server(uvicorn_config(app, settings, host=settings.host, port=settings.port))
 
     def describe(hub: Hub, port: int) -> str:
         workers = f", {settings.workers} processes" if settings.workers > 1 else ""

@@ -10,7 +10,8 @@ from typing import Any
 from configs.loader import SettingsError as LoaderError
 from configs.loader import build, layered
 
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
 MIN_ADMIN_TOKEN_CHARS = 16  # a guessable admin token would hand out the whole fleet
 
 
@@ -20,7 +21,10 @@ class SettingsError(LoaderError):
 
 @dataclass(frozen=True)
 class HubLimits:
-    """What one request may carry; anything over is refused with 413 before it is read whole."""
+    """What one request may carry (anything over is refused with 413 before it is read whole),
+    and how long a connection may idle: a request's head over `head_bytes` is answered 400, a
+    body that stalls for `body_idle_s` 408, an idle keep-alive connection closed after
+    `keep_alive_s`."""
 
     telemetry_body_bytes: int = 16 * MIB  # as sent (gzip or plain JSON)
     telemetry_json_bytes: int = 32 * MIB  # after gunzip: 5000 records with 64-d embeddings fit
@@ -30,10 +34,13 @@ class HubLimits:
     json_body_bytes: int = 256 * 1024  # heartbeats and admin requests
     release_body_bytes: int = 2048 * MIB  # manifest and all artefacts of one release
     query_rows: int = 500_000  # telemetry rows one query may return (about 1 GB at the peak)
+    head_bytes: int = 16 * KIB  # request line and headers: a device sends about 300 bytes
+    body_idle_s: float = 30.0  # longest wait for the next piece of a body: then 408
+    keep_alive_s: int = 5  # an idle connection is closed after this (uvicorn's own default)
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if getattr(self, f.name) < 1:
+            if getattr(self, f.name) <= 0:
                 raise SettingsError(f"limit {f.name}={getattr(self, f.name)} must be positive")
 
 
@@ -81,6 +88,9 @@ ENVIRONMENT: dict[str, str] = {
     "EDGELOOP_HUB_ACCESS_LOG": "access_log",
     "EDGELOOP_HUB_DB_BUSY_TIMEOUT_S": "db_busy_timeout_s",
     "EDGELOOP_HUB_WORKERS": "workers",
+    "EDGELOOP_HUB_HEAD_BYTES": "limits.head_bytes",
+    "EDGELOOP_HUB_BODY_IDLE_S": "limits.body_idle_s",
+    "EDGELOOP_HUB_KEEP_ALIVE_S": "limits.keep_alive_s",
 }
 
 

@@ -21,6 +21,7 @@ import click
 from flows.drift.settings import load_drift_config
 from flows.drift.verdict import DriftVerdict, TelemetryFileError, check_tables
 from flows.offline import use_offline_environment
+from hub.terminal import printable
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
@@ -106,13 +107,14 @@ def _fleet(hub_url: str | None, config_path: Path | None, as_json: bool, var: Pa
         return
     for device in sweep.devices:
         if device.verdict is None:
-            click.echo(f"{device.device_id}: not checked ({device.skipped})")
+            click.echo(printable(f"{device.device_id}: not checked ({device.skipped})"))
             continue
         verdict = device.verdict
         groups = ", ".join(g.label for g in verdict.groups) or "none"
-        click.echo(f"{device.device_id}: drift {'YES' if verdict.drift else 'no'} "
-                   f"({verdict.drifted_count}/{verdict.tested_count} columns; groups: {groups}; "
-                   f"model {device.model_version}; report {device.report})")
+        click.echo(printable(
+            f"{device.device_id}: drift {'YES' if verdict.drift else 'no'} "
+            f"({verdict.drifted_count}/{verdict.tested_count} columns; groups: {groups}; "
+            f"model {device.model_version}; report {device.report})"))
     fleet = sweep.fleet
     click.echo(f"fleet: {len(sweep.devices)} device(s), {fleet.checked} checked; fleet event "
                f"{'YES' if fleet.fleet_event else 'no'}; retrain devices "

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 
+import httpx
 import pytest
 
 from edge_runtime.contract import InputSignature, ModelFile, ReleaseManifest
 from hub.client import HubRequestError
-from tests.support.hub import RunningHub
+from tests.support.hub import ADMIN_TOKEN, RunningHub
 from tests.support.records import T0
 
 
@@ -139,3 +140,48 @@ def test_invalid_manifest_is_refused_with_422(sqlite_hub: RunningHub) -> None:
                            files={"files": ("model.onnx", b"x", "application/octet-stream")})
     assert answer.status_code == 422
     assert "release_id" in answer.json()["detail"]
+
+
+def artefact_blobs(hub: RunningHub) -> list[str]:
+    folder = hub.blobs_dir / "artefacts"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize("version", [2**31, 2**63, 2**70])
+def test_a_release_the_hub_cannot_store_leaves_no_artefact_behind(hub: RunningHub,
+                                                                  version: int) -> None:
+    files = {"model.onnx": model_bytes(7)}
+    text = manifest(7, files).model_dump_json().replace('"version":7', f'"version":{version}')
+    with hub.admin() as admin:
+        refused = refusal(lambda: admin.create_release(text, files))
+        assert refused.status == 422 and "version" in refused.detail
+        assert admin.releases() == []
+        publish(hub, 1)  # the hub still takes a release it can store
+    assert artefact_blobs(hub) == sorted(hashlib.sha256(d).hexdigest()
+                                         for d in (model_bytes(1), b"bolt\nnut\n"))
+
+
+def test_devices_fetch_only_releases_their_channel_ever_ran(hub: RunningHub) -> None:
+    for version in (1, 2, 3):
+        publish(hub, version)
+    token = hub.add_device("cam-c", "canary")
+    paths = ["/v1/releases/{}/model", "/v1/releases/{}/files/labels.txt",
+             "/v1/tuf/targets/{}/model.onnx"]
+
+    def fetchable(http: httpx.Client, release_id: str) -> bool:
+        codes = {http.get(p.format(release_id)).status_code for p in paths}
+        assert codes in ({200}, {404}), (release_id, codes)
+        return codes == {200}
+
+    with hub.admin() as admin, hub.http(token) as device, hub.http(ADMIN_TOKEN) as operator:
+        admin.assign("stable", "r1")
+        assert [fetchable(device, r) for r in ("r1", "r2", "r3")] == [False, False, False]
+        unknown = device.get("/v1/releases/r1/model").json()["detail"]
+        assert unknown == device.get("/v1/releases/r9/model").json()["detail"].replace("r9", "r1")
+        admin.assign("canary", "r2")
+        admin.assign("canary", "r3")
+        admin.rollback("canary")  # r3 was on the channel: still fetchable, rolled back or not
+        assert [fetchable(device, r) for r in ("r1", "r2", "r3")] == [False, True, True]
+        admin.set_device_channel("cam-c", "stable")  # moved: the new channel's history counts
+        assert [fetchable(device, r) for r in ("r1", "r2", "r3")] == [True, False, False]
+        assert all(fetchable(operator, r) for r in ("r1", "r2", "r3"))  # the admin fetches any

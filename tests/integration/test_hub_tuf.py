@@ -52,10 +52,13 @@ def release_files(tmp_path: Path, version: int) -> tuple[ReleaseManifest, dict[s
 
 def publish(admin: HubClient, repo: ReleaseRepository, tmp_path: Path,
             version: int) -> ReleaseManifest:
+    """Signs and publishes release `version`, assigned to the canary channel (a device fetches
+    only what its channel was assigned)."""
     manifest, files = release_files(tmp_path, version)
     admin.create_release(manifest, files)
     repo.add_release(manifest, files)
     admin.publish_tuf_metadata(repo.metadata_files())
+    admin.assign("canary", manifest.release_id)
     return manifest
 
 

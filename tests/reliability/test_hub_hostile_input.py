@@ -10,6 +10,7 @@ import json
 import random
 import socket
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -420,3 +421,132 @@ def test_reordered_heartbeats_keep_the_newest_status(hub: RunningHub) -> None:
         shown = admin.get("/v1/admin/devices").json()[0]["status"]
     assert applied == [True, False, True, False]
     assert shown["frames_seen"] == 30
+
+
+# -- the operator's console -----------------------------------------------------------------------
+
+TERMINAL_TRICKS = ["\x1b[2J\x1b[31mFAKE", "ok\ncam-99  stable  active", "\x9b31m", "\u202eevil",
+                   "zero\u200bwidth", "\r", "\x7f", "\u2028"]
+
+
+def hostile_heartbeat(device_id: str, trick: str) -> str:
+    status = json.loads(heartbeat(device_id, T0).model_dump_json())
+    status |= {"last_error": trick * 3, "dropped": {f"k{trick}": 1}, "update": {
+        "phase": trick[:32], "target_release": "r1", "refusal": trick[:32],
+        "detail": f"detail {trick}"}}
+    return json.dumps(status)  # ensure_ascii: the controls travel as JSON escapes
+
+
+def device_list(hub: RunningHub, *flags: str) -> list[str]:
+    from click.testing import CliRunner
+
+    from hub.cli import hub as hub_group
+
+    result = CliRunner().invoke(hub_group, ["device", "list", "--hub", hub.url, "--admin-token",
+                                            ADMIN_TOKEN, *flags])
+    assert result.exit_code == 0, result.output
+    assert all(ch.isprintable() for ch in result.output.replace("\n", "")), result.output
+    return result.output.removesuffix("\n").split("\n")
+
+
+def store_status_directly(hub: RunningHub, device_id: str, status_json: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(hub.settings.db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE devices SET status = :s WHERE device_id = :d"),
+                     {"s": status_json, "d": device_id})
+    engine.dispose()
+
+
+def test_hostile_heartbeats_cannot_draw_on_the_operators_console(hub: RunningHub) -> None:
+    names = [f"cam-{i}" for i in range(len(TERMINAL_TRICKS))]
+    for name, trick in zip(names, TERMINAL_TRICKS, strict=True):
+        with hub.http(hub.add_device(name)) as http:
+            http.post("/v1/heartbeat", content=hostile_heartbeat(name, trick),
+                      headers={"Content-Type": "application/json"}).raise_for_status()
+    table = device_list(hub)
+    assert len(table) == 1 + len(names) and table[0].startswith("DEVICE")
+    assert [line.split()[0] for line in table[1:]] == sorted(names)
+    shown = "\n".join(table)
+    for escaped in ("\\x1b[2J\\x1b[31mFAKE", "\\x9b31m", "\\u202eevil", "zero\\u200bwidth",
+                    "ok\\x0acam-99", "\\x0d", "\\x7f", "\\u2028"):
+        assert escaped in shown, escaped
+    # --json: one object per line, the same values as the hub holds, controls as JSON escapes.
+    lines = device_list(hub, "--json")
+    with hub.http(ADMIN_TOKEN) as admin:
+        assert [json.loads(line) for line in lines] == admin.get("/v1/admin/devices").json()
+
+
+def test_a_stored_status_the_contract_refuses_or_too_wide_to_print_lists_all_the_same(
+        hub: RunningHub) -> None:
+    for name in ("cam-1", "cam-2", "cam-3"):
+        hub.add_device(name)
+    wide = json.loads(heartbeat("cam-1", T0).model_dump_json())
+    store_status_directly(hub, "cam-1", json.dumps(wide).replace(
+        '"frames_seen": 1', '"frames_seen": ' + "9" * 5000))
+    store_status_directly(hub, "cam-2", json.dumps(wide | {"device_id": "cam-2",
+                                                           "frames_seen": -1}))
+    with hub.http(ADMIN_TOKEN) as admin:
+        listed = {d["device_id"]: d for d in admin.get("/v1/admin/devices").json()}
+    assert (listed["cam-2"]["status"], "frames_seen" in listed["cam-2"]["status_error"]) == (
+        None, True)
+    table = device_list(hub)
+    assert [line.split()[0] for line in table] == ["DEVICE", "cam-1", "cam-2", "cam-3"]
+    assert "9" * 30 not in "\n".join(table)
+    assert "STATUS UNREADABLE" in table[2] and "frames_seen" in table[2]
+
+
+# -- slow clients and oversized heads --------------------------------------------------------------
+
+
+@pytest.fixture
+def impatient_hub(tmp_path: Path) -> Iterator[RunningHub]:
+    """A SQLite hub that waits 0.5 s for a stalled body and takes 4 KiB of head."""
+    with running_hub(hub_settings(f"sqlite:///{tmp_path / 'hub.sqlite'}", tmp_path,
+                                  body_idle_s=0.5, head_bytes=4 * KIB)) as running:
+        yield running
+
+
+def raw_answer(hub: RunningHub, *parts: bytes, pause_s: float = 0.0) -> tuple[int, float]:
+    """The status a raw request sent in `parts` gets (a pause after each part but the last),
+    and how long after the last part it came."""
+    host, port = hub.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        for i, part in enumerate(parts):
+            conn.sendall(part)
+            if i < len(parts) - 1:
+                time.sleep(pause_s)
+        sent = time.monotonic()
+        status_line = conn.makefile("rb").readline()
+    return int(status_line.split()[1]), time.monotonic() - sent
+
+
+def test_a_body_that_stalls_is_answered_408_and_nothing_is_stored(
+        impatient_hub: RunningHub) -> None:
+    token = impatient_hub.add_device("cam-1")
+    body = heartbeat("cam-1", T0).model_dump_json().encode()
+    head = (f"POST /v1/heartbeat HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    status, waited = raw_answer(impatient_hub, head + body[:10])  # and the rest never comes
+    assert status == 408 and waited < 5
+    assert_nothing_stored(impatient_hub)
+    # A body that pauses less than the timeout between its pieces is taken.
+    assert raw_answer(impatient_hub, head + body[:10], body[10:], pause_s=0.2)[0] == 200
+    with impatient_hub.admin() as admin:
+        assert [d.status for d in admin.devices()] == [heartbeat("cam-1", T0)]
+
+
+def test_a_request_head_over_the_cap_is_refused_before_the_app_sees_it(
+        impatient_hub: RunningHub) -> None:
+    token = impatient_hub.add_device("cam-1")
+
+    def head(pad: int) -> bytes:
+        return (f"GET /v1/assignment HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n"
+                f"X-Pad: {'p' * pad}\r\nConnection: close\r\n\r\n").encode()
+
+    assert raw_answer(impatient_hub, head(2 * KIB))[0] == 204  # under the cap: answered
+    assert raw_answer(impatient_hub, head(8 * KIB))[0] == 400
+    # One endless header, sent in pieces, is cut off too (the parser buffers it whole).
+    status, _ = raw_answer(impatient_hub, head(0)[:60], b"p" * (8 * KIB))
+    assert status == 400

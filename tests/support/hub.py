@@ -9,12 +9,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
 
 from hub.app import create_app
 from hub.client import HubClient
+from hub.serve import uvicorn_config
 from hub.settings import HubLimits, HubSettings
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -43,10 +45,11 @@ class RunningHub:
 
 @contextlib.contextmanager
 def running_hub(settings: HubSettings) -> Iterator[RunningHub]:
-    """A hub app under uvicorn on 127.0.0.1, a free port, in a thread; stopped afterwards."""
+    """A hub app under uvicorn on 127.0.0.1, a free port, in a thread; stopped afterwards. Its
+    server config is `edgeloop hub serve`'s (the same head cap and keep-alive)."""
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                            log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn_config(app, settings, host="127.0.0.1", port=0, access_log=False,
+                            lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="hub-under-test", daemon=True)
     thread.start()
@@ -63,7 +66,7 @@ def running_hub(settings: HubSettings) -> Iterator[RunningHub]:
         thread.join(timeout=20)
 
 
-def hub_settings(db_url: str, tmp_path: Path, **limits: int) -> HubSettings:
+def hub_settings(db_url: str, tmp_path: Path, **limits: Any) -> HubSettings:
     return HubSettings(db_url=db_url, blobs_url=str(tmp_path / "blobs"), admin_token=ADMIN_TOKEN,
                        db_busy_timeout_s=5.0, limits=replace(HubLimits(), **limits))
 
