@@ -430,11 +430,17 @@ TERMINAL_TRICKS = ["\x1b[2J\x1b[31mFAKE", "ok\ncam-99  stable  active", "\x9b31m
 
 
 def hostile_heartbeat(device_id: str, trick: str) -> str:
+    """The trick in every string the contract lets carry it: control characters only in the
+    free text (last_error, detail); the one-line fields refuse them (test_hub_lossless)."""
+    line = "x" if any(ch in CONTROLS for ch in trick) else trick
     status = json.loads(heartbeat(device_id, T0).model_dump_json())
-    status |= {"last_error": trick * 3, "dropped": {f"k{trick}": 1}, "update": {
-        "phase": trick[:32], "target_release": "r1", "refusal": trick[:32],
+    status |= {"last_error": trick * 3, "dropped": {f"k{line}": 1}, "update": {
+        "phase": line[:32], "target_release": "r1", "refusal": line[:32],
         "detail": f"detail {trick}"}}
     return json.dumps(status)  # ensure_ascii: the controls travel as JSON escapes
+
+
+CONTROLS = {chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def device_list(hub: RunningHub, *flags: str) -> list[str]:
