@@ -60,7 +60,9 @@ def fetch_canary(client: HubClient, manifest: ReleaseManifest, config: ReleaseCo
     since = canary_since(client, channel, manifest.release_id)
     canary = {d.device_id: d for d in client.devices()
               if d.channel == channel and not d.revoked}
-    rows = client.telemetry_window(since - previous_window)  # paged: the newest rows too
+    # Paged (the newest rows too); its model's classes as count columns, never whatever names
+    # some device reported.
+    rows = client.telemetry_window(since - previous_window, classes=manifest.input.classes)
     new_versions = model_versions(manifest)
     if len(rows):
         captured = rows["captured_at"]
