@@ -29,7 +29,7 @@ from hub import registry, releases, samples, telemetry, tuf_store
 from hub.auth import bearer_token
 from hub.blobs import blob_chunks
 from hub.errors import Invalid, NotFound, UnsupportedMediaType, invalid
-from hub.limits import decode_body
+from hub.limits import check_json_values, decode_body
 from hub.models import HeartbeatTaken, SampleStored, TelemetryStored
 from hub.registry import DeviceIdentity
 from hub.state import Hub, hub_of
@@ -94,12 +94,17 @@ async def post_telemetry(request: Request) -> Response:
     require_media_type(request, "application/json")
     body = await request.body()  # capped by BodyLimit while it streams in
     encoding = request.headers.get("content-encoding")
-    limit = hub.settings.limits.telemetry_json_bytes
+    limits = hub.settings.limits
 
-    def ingest() -> TelemetryStored:
-        return telemetry.ingest_telemetry(hub.db, device, decode_body(body, encoding, limit))
+    def inflate() -> tuple[bytes, int]:
+        # Bounded before the parser builds its tree: bytes once inflated, then JSON values.
+        data = decode_body(body, encoding, limits.telemetry_json_bytes)
+        return data, check_json_values(data, limits.telemetry_json_values, "telemetry batch")
 
-    return json_response(await run_in_threadpool(ingest))
+    data, values = await run_in_threadpool(inflate)
+    async with hub.telemetry_values.hold(values):  # parse memory, process-wide
+        stored = await run_in_threadpool(telemetry.ingest_telemetry, hub.db, device, data)
+    return json_response(stored)
 
 
 @router.post(SAMPLES_PATH, response_model=SampleStored,
@@ -122,7 +127,7 @@ async def post_sample(request: Request) -> Response:
         meta = samples.parse_meta(meta_field)
         data = await image.read()
     stored = await run_in_threadpool(samples.ingest_sample, hub.db, hub.blobs, device, meta,
-                                     data, limits)
+                                     data, limits, hub.decode_slots)
     return json_response(stored)
 
 

@@ -23,7 +23,7 @@ from hub.blobs import BlobStore
 from hub.clock import from_us, now_us, to_us
 from hub.db import Database, devices, samples
 from hub.errors import Invalid, NotFound, TooLarge, invalid
-from hub.images import decode_checked
+from hub.images import DecodeSlots, decode_checked
 from hub.models import SampleStored, StoredSample
 from hub.registry import DeviceIdentity
 from hub.settings import HubLimits
@@ -39,14 +39,16 @@ def parse_meta(meta_json: str | bytes) -> SampleMeta:
 
 
 def ingest_sample(db: Database, blobs: BlobStore, device: DeviceIdentity, meta: SampleMeta,
-                  image: bytes, limits: HubLimits) -> SampleStored:
+                  image: bytes, limits: HubLimits, slots: DecodeSlots) -> SampleStored:
+    """Checks and stores a kept frame; its decode waits for one of the process's `slots`."""
     device.check_is(meta.device_id, "sample")
     known = _find(db, meta.device_id, meta.frame_id)
     if known is not None:  # a replay: answer as stored, keep the first copy
         return _stored(meta, known, stored=False)
     if len(image) > limits.sample_image_bytes:
         raise TooLarge(f"image of {len(image)} bytes exceeds {limits.sample_image_bytes}")
-    header = decode_checked(image, limits.image_side_px, limits.image_pixels)
+    header = decode_checked(image, limits.image_side_px, limits.image_pixels,
+                            max_decoded_bytes=limits.image_decoded_bytes, slots=slots)
     if (header.width, header.height) != (meta.width, meta.height):
         raise Invalid(f"image is {header.width}x{header.height}, its meta says "
                       f"{meta.width}x{meta.height}")

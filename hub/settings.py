@@ -31,6 +31,25 @@ class HubLimits:
     sample_image_bytes: int = 16 * MIB
     image_side_px: int = 16384  # the contract's own bound on SampleMeta.width/height
     image_pixels: int = 40_000_000  # an 8K frame is 33 MP; decoding more is an attack
+    # What one decode may allocate (hub.images.ImageHeader.decoded_bytes). An 8-bit RGB 8K
+    # frame is 7680x4320x3 = 95 MiB, and as BGRA (palette PNG) 127 MiB: both fit. A 16-bit RGBA
+    # PNG near the pixel cap (40 MP x 8 bytes = 305 MiB) does not, nor does a progressive 8K JPEG
+    # (95 MiB of pixels + 95 MiB of buffered coefficients). OpenCV holds a second working copy
+    # while it converts (measured: peak about 2x), so one decode costs up to 256 MiB.
+    image_decoded_bytes: int = 128 * MIB
+    # Decodes at once per hub process; more wait. Decoding is CPU-bound on a few cores, so more
+    # would add memory, not throughput: the peak is slots x 2 x image_decoded_bytes.
+    image_decode_slots: int = 2
+    # JSON values (hub.limits.count_json_values) one telemetry body may hold. Parsing costs up to
+    # about 110 bytes a counted value for the tree (measured: 29 MiB of [] took 1.45 GB, a
+    # limit-sized body of the worst shape 56 MiB) and ~200 with the records built (5000 records
+    # of 24 values: 23 MiB), so a cap on bytes alone does not bound memory. 5000 records of 24
+    # fields and a 64-d embedding are 440k values and fit; a bigger batch is answered 413 and
+    # the device splits it.
+    telemetry_json_values: int = 524_288
+    # JSON values being parsed or stored at once per process, over all telemetry requests; a
+    # request waits for its share. 500-record batches (12k values each) never wait in practice.
+    telemetry_values_in_flight: int = 2 * 524_288
     json_body_bytes: int = 256 * 1024  # heartbeats and admin requests
     release_body_bytes: int = 2048 * MIB  # manifest and all artefacts of one release
     query_rows: int = 500_000  # telemetry rows one query may return (about 1 GB at the peak)

@@ -10,6 +10,8 @@ from fastapi import Request
 from hub.auth import AdminGate
 from hub.blobs import BlobStore
 from hub.db import Database
+from hub.images import DecodeSlots
+from hub.limits import SharedBudget
 from hub.settings import HubSettings
 
 
@@ -21,6 +23,8 @@ class Hub:
     db: Database
     blobs: BlobStore
     admin: AdminGate
+    decode_slots: DecodeSlots  # image decodes at once in this process
+    telemetry_values: SharedBudget  # JSON values of telemetry being parsed or stored at once
 
     @classmethod
     def open(cls, settings: HubSettings) -> Hub:
@@ -32,7 +36,9 @@ class Hub:
         except BaseException:
             db.dispose()
             raise
-        return cls(settings, db, blobs, admin)
+        limits = settings.limits
+        return cls(settings, db, blobs, admin, DecodeSlots(limits.image_decode_slots),
+                   SharedBudget(limits.telemetry_values_in_flight))
 
 
 def hub_of(request: Request) -> Hub:

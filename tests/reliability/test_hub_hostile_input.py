@@ -5,6 +5,7 @@ hub stores nothing of what it refused."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import random
@@ -29,7 +30,8 @@ pytestmark = pytest.mark.slow
 
 KIB, MIB = 1024, 1024 * 1024
 LIMITS = dict(telemetry_body_bytes=64 * KIB, telemetry_json_bytes=1 * MIB,
-              sample_image_bytes=256 * KIB, image_pixels=4_000_000, json_body_bytes=64 * KIB)
+              sample_image_bytes=256 * KIB, image_pixels=4_000_000, json_body_bytes=64 * KIB,
+              telemetry_json_values=100_000)
 HOSTILE_NAMES = ["..", "../etc", "a/../../b", "/etc/passwd", "C:\\x", "cam\x00", "cam-1\n",
                  "\x00", "ｃａｍ１", "cam\u202e1", "cam\u200b", "é", "cam/1", "cam%2F1",
                  ".hidden", "x" * 65, ""]
@@ -234,7 +236,7 @@ def test_multipart_with_extra_or_oversized_parts_is_refused(small_hub: RunningHu
     (png(0, 48, pixels=False), 422, "empty"),
     (jpeg_claiming(0, 0), 422, "empty"),
     (png(64, 48, pixels=False), 422, "decode"),  # the header is fine, the pixels are not there
-    (jpeg(64, 48)[:200], 422, "decode"),
+    (jpeg(64, 48)[:200], 422, "truncated"),
     (b"\xff\xd8\xff" + b"\xff" * 5000, 422, "jpeg"),
     (b"GIF89a" + bytes(100), 415, "neither"),
 ], ids=["png-100k-side", "png-2G-side", "jpeg-64k-side", "png-pixel-bomb", "png-zero-width",
@@ -254,6 +256,59 @@ def test_an_image_over_the_byte_limit_is_refused(small_hub: RunningHub) -> None:
         response = post_sample(http, meta("cam-1", 1).model_dump_json(), image)
     refused(response, 413, "exceeds")
     assert_nothing_stored(small_hub)
+
+
+def png_of(width: int, height: int, depth: int, colour: int, channels: int, *,
+           iend: bool = True) -> bytes:
+    """A PNG of zero pixels of any bit depth and colour type, with or without its IEND."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + width * channels * depth // 8)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+            + (chunk(b"IEND", b"") if iend else b""))
+
+
+@pytest.mark.parametrize(("image", "size", "status", "words"), [
+    (jpeg(64, 48)[:-2], (64, 48), 422, ("truncated", "eoi")),
+    (jpeg_claiming(1800, 1200), (1800, 1200), 422, ("truncated", "blocks")),
+    (png_of(1000, 1000, 16, 6, 4), (1000, 1000), 413, ("image_decoded_bytes",)),
+    (png_of(64, 48, 8, 2, 3, iend=False), (64, 48), 422, ("truncated", "iend")),
+], ids=["jpeg-no-eoi", "jpeg-huge-frame-tiny-data", "png-16bit-rgba-over-budget",
+        "png-no-iend"])
+def test_truncated_or_over_budget_images_are_refused_and_not_stored(
+        db_url: str, tmp_path: Path, image: bytes, size: tuple[int, int], status: int,
+        words: tuple[str, ...]) -> None:
+    # 1000x1000 16-bit RGBA decodes to 8 MB: over a 7 MiB budget, under the pixel cap; the
+    # 1800x1200 JPEG (6.5 MB) is within it, but its 50,700 blocks need 6,338 bytes of scan data.
+    settings = hub_settings(db_url, tmp_path, **LIMITS, image_decoded_bytes=7 * MIB)
+    with running_hub(settings) as hub:
+        token = hub.add_device("cam-1")
+        with hub.http(token) as http:
+            refused(post_sample(http, meta("cam-1", 1, *size).model_dump_json(), image),
+                    status, *words)
+            # The same frame, whole and within budget, is stored: the refusal was the file's.
+            post_sample(http, meta("cam-1", 2).model_dump_json(), jpeg(64, 48)).raise_for_status()
+        with hub.http(ADMIN_TOKEN) as admin:
+            assert [s["meta"]["frame_id"] for s in admin.get("/v1/admin/samples").json()] == [2]
+        assert len(stored_files(hub)) == 1
+
+
+def test_a_telemetry_body_of_too_many_json_values_is_refused_naming_the_limit(
+        small_hub: RunningHub) -> None:
+    token = small_hub.add_device("cam-1")
+    limit = small_hub.settings.limits.telemetry_json_values
+    # Empty arrays: about 3 bytes each, yet each one costs the parser a tree node.
+    body = (b'{"device_id":"cam-1","sent_at":"2026-01-01T00:00:00Z","records":['
+            + b"[]," * limit + b"[]]}")
+    assert len(body) < LIMITS["telemetry_json_bytes"]
+    with small_hub.http(token) as http:
+        refused(post_telemetry(http, gzip.compress(body)), 413, "telemetry_json_values")
+        post_telemetry(http, gz(batch("cam-1", range(3)))).raise_for_status()
 
 
 # -- names that try to leave their folder ----------------------------------------------------------

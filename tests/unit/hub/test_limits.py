@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 from collections.abc import AsyncIterator
 
 import pytest
 
 from hub.errors import BadRequest, TooLarge, UnsupportedMediaType
-from hub.limits import check_content_length, decode_body, gunzip_limited, read_limited
+from hub.limits import (
+    SharedBudget,
+    check_content_length,
+    check_json_values,
+    count_json_values,
+    decode_body,
+    gunzip_limited,
+    read_limited,
+)
 
 
 def test_declared_length_over_the_limit_is_refused() -> None:
@@ -71,3 +80,43 @@ def test_content_encodings() -> None:
     assert decode_body(gzip.compress(b"{}"), "GZIP", 10) == b"{}"
     with pytest.raises(UnsupportedMediaType, match="br"):
         decode_body(b"{}", "br", 10)
+
+
+@pytest.mark.parametrize("document", [
+    b"{}", b"[]", b"0", b'"a,b[c{"', b"[0,1,2]", b'{"a":[1,{"b":[]}],"c":null}', b"[[],[[]],{}]"])
+def test_json_value_count_is_an_upper_bound(document: bytes) -> None:
+    def values(node: object) -> int:
+        if isinstance(node, list):
+            return 1 + sum(values(v) for v in node)
+        if isinstance(node, dict):
+            return 1 + sum(values(v) for v in node.values())
+        return 1
+
+    assert count_json_values(document) >= values(json.loads(document))
+
+
+def test_json_values_over_the_limit_are_refused_naming_it() -> None:
+    body = b"[" + b"0," * 99 + b"0]"
+    assert check_json_values(body, 101, "batch") == 101
+    with pytest.raises(TooLarge, match="telemetry_json_values limit of 100"):
+        check_json_values(body, 100, "batch")
+
+
+def test_a_shared_budget_lets_shares_run_together_only_up_to_its_total() -> None:
+    async def scenario() -> list[str]:
+        budget = SharedBudget(10)
+        events: list[str] = []
+
+        async def task(name: str, share: int) -> None:
+            async with budget.hold(share):
+                events.append(f"+{name}")
+                await asyncio.sleep(0.01)
+                events.append(f"-{name}")
+
+        await asyncio.gather(task("a", 6), task("b", 4), task("c", 50))
+        assert budget.free == 10
+        return events
+
+    events = asyncio.run(scenario())
+    # a and b fit together; c (over the total) takes the whole budget, alone, after them.
+    assert events[:2] == ["+a", "+b"] and events[-2:] == ["+c", "-c"]

@@ -1,0 +1,25 @@
+"""A burst of hostile uploads against a real `edgeloop hub serve` process: every class is refused
+with a 4xx, valid traffic still gets 200, and the hub's peak memory stays within the bound that
+its default limits imply (bench/hub_hostile_memory.py, in its quick mode)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from bench.hub_hostile_memory import run
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_burst_of_hostile_uploads_stays_within_the_memory_bound(tmp_path: Path) -> None:
+    result = run(argparse.Namespace(burst=4, quick=True), tmp_path)
+    classes = result["classes"]
+    assert isinstance(classes, dict)
+    for name, outcome in classes.items():
+        assert all(400 <= s < 500 for s in outcome["statuses"]), (name, outcome)
+        assert set(outcome["valid_statuses"]) == {200}, (name, outcome)
+        assert outcome["over_baseline_mib"] <= outcome["bound_mib"], (name, outcome)
+    assert result["met"] == {"all_refused_4xx": True, "within_bound": True, "valid_ok": True}
