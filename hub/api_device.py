@@ -29,7 +29,7 @@ from hub import registry, releases, samples, telemetry, tuf_store
 from hub.auth import bearer_token
 from hub.blobs import blob_chunks
 from hub.errors import Invalid, NotFound, UnsupportedMediaType, invalid
-from hub.limits import check_json_values, decode_body
+from hub.limits import VALUE_BYTES, check_json_values, decode_body
 from hub.models import HeartbeatTaken, SampleStored, TelemetryStored
 from hub.registry import DeviceIdentity
 from hub.state import Hub, hub_of
@@ -101,8 +101,11 @@ async def post_telemetry(request: Request) -> Response:
         data = decode_body(body, encoding, limits.telemetry_json_bytes)
         return data, check_json_values(data, limits.telemetry_json_values, "telemetry batch")
 
-    data, values = await run_in_threadpool(inflate)
-    async with hub.telemetry_values.hold(values):  # parse memory, process-wide
+    # Parse memory, process-wide, in units of what one JSON value costs: while inflating, the
+    # most a body can grow to (the output and zlib's working copy); then its values and bytes.
+    async with hub.telemetry_values.hold(2 * limits.telemetry_json_bytes // VALUE_BYTES) as share:
+        data, values = await run_in_threadpool(inflate)
+        await share.shrink(values + len(data) // VALUE_BYTES)
         stored = await run_in_threadpool(telemetry.ingest_telemetry, hub.db, device, data)
     return json_response(stored)
 

@@ -159,11 +159,17 @@ def check_json_values(body: bytes, limit: int, what: str) -> int:
     return values
 
 
+# What parsing and validating one counted JSON value costs, worst measured (hub/settings.py):
+# the unit of the telemetry budget, so that a body's own bytes are counted in it too.
+VALUE_BYTES = 220
+
+
 class SharedBudget:
     """A process-wide budget (of JSON values, say) that requests hold a share of while they run.
 
     A request over the whole budget waits until it is all free, so it cannot starve for good;
-    waiting costs no worker thread (asyncio, on the server's event loop).
+    waiting costs no worker thread (asyncio, on the server's event loop). A share taken for the
+    worst case can be shrunk once the real need is known (`Share.shrink`).
     """
 
     def __init__(self, total: int) -> None:
@@ -174,14 +180,32 @@ class SharedBudget:
         self._changed = asyncio.Condition()
 
     @contextlib.asynccontextmanager
-    async def hold(self, share: int) -> AsyncIterator[None]:
-        share = max(0, min(share, self.total))
+    async def hold(self, share: int) -> AsyncIterator[Share]:
+        held = Share(self, max(0, min(share, self.total)))
         async with self._changed:
-            await self._changed.wait_for(lambda: self.free >= share)
-            self.free -= share
+            await self._changed.wait_for(lambda: self.free >= held.size)
+            self.free -= held.size
         try:
-            yield
+            yield held
         finally:
-            async with self._changed:
-                self.free += share
-                self._changed.notify_all()
+            await self._give_back(held.size)
+
+    async def _give_back(self, size: int) -> None:
+        async with self._changed:
+            self.free += size
+            self._changed.notify_all()
+
+
+class Share:
+    """What one holder of a SharedBudget holds."""
+
+    def __init__(self, budget: SharedBudget, size: int) -> None:
+        self.budget = budget
+        self.size = size
+
+    async def shrink(self, size: int) -> None:
+        """Gives back what is held beyond `size` (never takes more)."""
+        size = max(0, size)
+        if size < self.size:
+            freed, self.size = self.size - size, size
+            await self.budget._give_back(freed)

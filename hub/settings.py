@@ -48,7 +48,9 @@ class HubLimits:
     # the device splits it.
     telemetry_json_values: int = 524_288
     # JSON values being parsed or stored at once per process, over all telemetry requests; a
-    # request waits for its share. 500-record batches (12k values each) never wait in practice.
+    # request waits for its share (its values, plus its inflated bytes at hub.limits.VALUE_BYTES
+    # a value; while it inflates, the most it could inflate to). 500-record batches (12k values
+    # each) never wait in practice. Peak: this x VALUE_BYTES (220 MiB), plus the bodies as sent.
     telemetry_values_in_flight: int = 2 * 524_288
     json_body_bytes: int = 256 * 1024  # heartbeats and admin requests
     release_body_bytes: int = 2048 * MIB  # manifest and all artefacts of one release

@@ -120,3 +120,31 @@ def test_a_shared_budget_lets_shares_run_together_only_up_to_its_total() -> None
     events = asyncio.run(scenario())
     # a and b fit together; c (over the total) takes the whole budget, alone, after them.
     assert events[:2] == ["+a", "+b"] and events[-2:] == ["+c", "-c"]
+
+
+def test_a_share_shrunk_to_its_real_need_lets_others_in_at_once() -> None:
+    async def scenario() -> list[str]:
+        budget = SharedBudget(10)
+        events: list[str] = []
+        shrunk = asyncio.Event()
+
+        async def worst_case_first() -> None:
+            async with budget.hold(10) as share:  # the most it could need
+                events.append("+a")
+                await share.shrink(3)
+                await share.shrink(5)  # never takes more than it holds
+                assert (share.size, budget.free) == (3, 7)
+                shrunk.set()
+                await asyncio.sleep(0.01)
+                events.append("-a")
+
+        async def other() -> None:
+            await shrunk.wait()
+            async with budget.hold(7):
+                events.append("+b")
+
+        await asyncio.gather(worst_case_first(), other())
+        assert budget.free == 10
+        return events
+
+    assert asyncio.run(scenario()) == ["+a", "+b", "-a"]
