@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_hub_ingest import HOST, build_bodies, free_port, wait_healthy  # noqa: E402
 from hub.client import HubClient  # noqa: E402
+from hub.db import make_engine, metadata  # noqa: E402
 from hub.limits import VALUE_BYTES  # noqa: E402
 from hub.settings import MIB, HubLimits  # noqa: E402
 from tests.support.records import jpeg, meta, stats  # noqa: E402
@@ -154,9 +155,13 @@ def valid_traffic(url: str, token: str, device_id: str) -> list[int]:
 
 
 @contextlib.contextmanager
-def hub_process(work: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
-    """`edgeloop hub serve` with fresh SQLite and blobs: (url, a device token, the process)."""
+def hub_process(work: Path,
+                db_url: str | None) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """`edgeloop hub serve` with a fresh database (SQLite, or `db_url` emptied) and blobs:
+    (url, a device token, the process)."""
     work.mkdir(parents=True)
+    if db_url is not None:
+        drop_hub_tables(db_url)
     port = free_port()
     url = f"http://{HOST}:{port}"
     admin_token = secrets.token_urlsafe(24)
@@ -164,7 +169,7 @@ def hub_process(work: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]
     edgeloop = Path(sys.executable).parent / "edgeloop"
     server = subprocess.Popen(
         [str(edgeloop), "hub", "serve", "--host", HOST, "--port", str(port),
-         "--db", f"sqlite:///{work / 'hub.sqlite'}", "--blobs", str(work / "blobs")],
+         "--db", db_url or f"sqlite:///{work / 'hub.sqlite'}", "--blobs", str(work / "blobs")],
         cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_healthy(url, server, timeout_s=60.0)
@@ -177,13 +182,22 @@ def hub_process(work: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]
         server.wait(timeout=30)
 
 
+def drop_hub_tables(db_url: str) -> None:
+    """A fresh start on a shared database: the hub makes its tables again when it starts."""
+    engine = make_engine(db_url, busy_timeout_s=5.0)
+    try:
+        metadata.drop_all(engine)
+    finally:
+        engine.dispose()
+
+
 def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     """Each class against a fresh hub: freed memory that the allocator keeps would otherwise
     carry one class's peak into the next one's baseline."""
     limits = HubLimits()
     classes: dict[str, dict[str, Any]] = {}
     for name, upload in hostile_classes("bench-1", limits, args.quick).items():
-        with hub_process(work / name) as (url, token, server):
+        with hub_process(work / name, args.db) as (url, token, server):
             before = valid_traffic(url, token, "bench-1")  # imports and caches, then the baseline
             baseline = status_kib(server.pid, "VmRSS") / 1024
             result = burst(url, token, "bench-1", upload, args.burst, server.pid)
@@ -198,6 +212,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     within = all(c["over_baseline_mib"] <= c["bound_mib"] for c in classes.values())
     return {
         "bench": "hub_hostile_memory", "burst": args.burst, "quick": args.quick,
+        "db": "sqlite" if args.db is None else "postgresql",
         "limits": {f.name: getattr(limits, f.name) for f in fields(limits)
                    if f.name.startswith(("image_", "telemetry_"))},
         "peak_over_baseline_mib": max(c["over_baseline_mib"] for c in classes.values()),
@@ -214,6 +229,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--burst", type=int, default=16, help="uploads of each class at once")
     parser.add_argument("--quick", action="store_true", help="smaller hostile bodies (tests)")
+    parser.add_argument("--db", default=None,
+                        help="a PostgreSQL URL whose hub tables may be dropped (default: a "
+                             "throwaway SQLite file per class)")
     return parser
 
 

@@ -14,8 +14,11 @@ from bench.hub_hostile_memory import HEAVY, run
 pytestmark = pytest.mark.slow
 
 
-def test_a_burst_of_hostile_uploads_stays_within_the_memory_bound(tmp_path: Path) -> None:
-    result = run(argparse.Namespace(burst=4, quick=True), tmp_path)
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_burst_of_hostile_uploads_stays_within_the_memory_bound(
+        database: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    db = None if database == "sqlite" else str(request.getfixturevalue("pg_url"))
+    result = run(argparse.Namespace(burst=4, quick=True, db=db), tmp_path)
     classes = result["classes"]
     assert isinstance(classes, dict)
     for name, outcome in classes.items():

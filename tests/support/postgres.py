@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-HUB_TABLES = "channel_events, releases, samples, telemetry, devices"
+HUB_TABLES = "channel_events, releases, samples, telemetry, devices, quarantine"
 
 
 @contextlib.contextmanager
