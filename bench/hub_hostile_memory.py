@@ -16,11 +16,9 @@ import gzip
 import json
 import os
 import secrets
-import struct
 import subprocess
 import sys
 import tempfile
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -37,7 +35,7 @@ from hub.client import HubClient  # noqa: E402
 from hub.db import make_engine, metadata  # noqa: E402
 from hub.limits import VALUE_BYTES  # noqa: E402
 from hub.settings import MIB, HubLimits  # noqa: E402
-from tests.support.records import jpeg, meta, stats  # noqa: E402
+from tests.support.records import jpeg, jpeg_claiming, meta, stats, zero_png  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -45,27 +43,6 @@ class Upload:
     path: str  # "telemetry" or "samples"
     body: bytes
     size: tuple[int, int] = (1, 1)  # the frame size the sample's meta states
-
-
-def png(width: int, height: int, depth: int, colour: int, channels: int) -> bytes:
-    """A PNG of zero pixels: tiny on the wire however much it decodes to."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data))
-
-    row = bytes(1 + width * channels * depth // 8)
-    packer = zlib.compressobj(9)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-            + chunk(b"IEND", b""))
-
-
-def jpeg_claiming(width: int, height: int) -> bytes:
-    data = bytearray(jpeg(64, 48))
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
 
 
 def hostile_classes(device_id: str, limits: HubLimits, quick: bool) -> dict[str, Upload]:
@@ -79,10 +56,10 @@ def hostile_classes(device_id: str, limits: HubLimits, quick: bool) -> dict[str,
     zeros = bytes(limits.telemetry_json_bytes * 2)
     oversized = bytes(limits.telemetry_body_bytes + MIB)
     claim = jpeg_claiming(side * 3 // 2, side * 2 // 3)
-    wide = png(side, side, 16, 6, 4)
+    wide = zero_png(side, side, depth=16, colour=6, channels=4)
     # Valid and as heavy as the decoded budget lets a frame be: what the decode slots bound.
     heavy_side = int(min(limits.image_decoded_bytes / 3, limits.image_pixels) ** 0.5 * 0.97)
-    heavy = png(heavy_side, heavy_side, 8, 2, 3)
+    heavy = zero_png(heavy_side, heavy_side, colour=2, channels=3)
     return {
         "jpeg_claiming_huge_frame": Upload("samples", claim, (side * 3 // 2, side * 2 // 3)),
         "png_16bit_rgba": Upload("samples", wide, (side, side)),

@@ -176,7 +176,7 @@ def fine_tune(spec: Path, frames: int, s: Settings, run: Path) -> Path:
         # the new nut needs new heads, not new edges), no warm-up (its bias LR of 0.1 would undo
         # the seed training), mosaic only in the first half, no per-epoch validation.
         freeze=10, warmup_epochs=0, optimizer="AdamW", lr0=0.001,
-        augment={"close_mosaic": max(1, epochs // 2), "val": False, "workers": 0})
+        val=False, augment={"close_mosaic": max(1, epochs // 2), "workers": 0})
     return train(spec, run / "weights", settings, run)
 
 

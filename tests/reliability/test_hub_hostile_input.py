@@ -10,7 +10,6 @@ import io
 import json
 import random
 import socket
-import struct
 import time
 import zlib
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pytest
 
 from edge_runtime.contract import DeviceStatus, TelemetryBatch
 from tests.support.hub import ADMIN_TOKEN, RunningHub, hub_settings, running_hub
-from tests.support.records import T0, batch, gz, jpeg, meta, stats
+from tests.support.records import T0, batch, gz, jpeg, jpeg_claiming, meta, stats, zero_png
 
 pytestmark = pytest.mark.slow
 
@@ -105,30 +104,6 @@ def gzip_of_zeros(size: int, members: int = 1) -> bytes:
             out += packer.compress(chunk[: min(MIB, size - start)])
         out += packer.flush()
     return bytes(out)
-
-
-def png(width: int, height: int, *, pixels: bool = True) -> bytes:
-    """A grayscale PNG whose pixels are all zero: tiny on the wire however big it says it is."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    data = b""
-    if pixels:
-        packer = zlib.compressobj(9)
-        row = bytes(width + 1)  # filter byte + one byte a pixel
-        data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data)
-            + chunk(b"IEND", b""))
-
-
-def jpeg_claiming(width: int, height: int) -> bytes:
-    """A real JPEG whose frame header (SOF0) was rewritten to claim another size."""
-    data = bytearray(jpeg(64, 48))
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
 
 
 # -- bodies too big as sent, or once inflated ------------------------------------------------------
@@ -229,13 +204,13 @@ def test_multipart_with_extra_or_oversized_parts_is_refused(small_hub: RunningHu
 
 
 @pytest.mark.parametrize(("image", "status", "word"), [
-    (png(100_000, 100_000, pixels=False), 413, "a side"),
-    (png(2**31 - 1, 1, pixels=False), 413, "a side"),
+    (zero_png(100_000, 100_000, pixels=False), 413, "a side"),
+    (zero_png(2**31 - 1, 1, pixels=False), 413, "a side"),
     (jpeg_claiming(65535, 65535), 413, "a side"),
-    (png(4000, 4000), 413, "pixels"),  # 16 MP of zeros: a 16 KiB decompression bomb
-    (png(0, 48, pixels=False), 422, "empty"),
+    (zero_png(4000, 4000), 413, "pixels"),  # 16 MP of zeros: a 16 KiB decompression bomb
+    (zero_png(0, 48, pixels=False), 422, "empty"),
     (jpeg_claiming(0, 0), 422, "empty"),
-    (png(64, 48, pixels=False), 422, "decode"),  # the header is fine, the pixels are not there
+    (zero_png(64, 48, pixels=False), 422, "decode"),  # the header is fine, the pixels are not there
     (jpeg(64, 48)[:200], 422, "truncated"),
     (b"\xff\xd8\xff" + b"\xff" * 5000, 422, "jpeg"),
     (b"GIF89a" + bytes(100), 415, "neither"),
@@ -258,26 +233,12 @@ def test_an_image_over_the_byte_limit_is_refused(small_hub: RunningHub) -> None:
     assert_nothing_stored(small_hub)
 
 
-def png_of(width: int, height: int, depth: int, colour: int, channels: int, *,
-           iend: bool = True) -> bytes:
-    """A PNG of zero pixels of any bit depth and colour type, with or without its IEND."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data))
-
-    packer = zlib.compressobj(9)
-    row = bytes(1 + width * channels * depth // 8)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-            + (chunk(b"IEND", b"") if iend else b""))
-
-
 @pytest.mark.parametrize(("image", "size", "status", "words"), [
     (jpeg(64, 48)[:-2], (64, 48), 422, ("truncated", "eoi")),
     (jpeg_claiming(1800, 1200), (1800, 1200), 422, ("truncated", "blocks")),
-    (png_of(1000, 1000, 16, 6, 4), (1000, 1000), 413, ("image_decoded_bytes",)),
-    (png_of(64, 48, 8, 2, 3, iend=False), (64, 48), 422, ("truncated", "iend")),
+    (zero_png(1000, 1000, depth=16, colour=6, channels=4), (1000, 1000), 413,
+     ("image_decoded_bytes",)),
+    (zero_png(64, 48, colour=2, channels=3, iend=False), (64, 48), 422, ("truncated", "iend")),
 ], ids=["jpeg-no-eoi", "jpeg-huge-frame-tiny-data", "png-16bit-rgba-over-budget",
         "png-no-iend"])
 def test_truncated_or_over_budget_images_are_refused_and_not_stored(

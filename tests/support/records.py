@@ -4,6 +4,8 @@ sent), sample metadata and JPEG images."""
 from __future__ import annotations
 
 import gzip
+import struct
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,3 +52,30 @@ def jpeg(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
     if not ok:
         raise RuntimeError("cv2.imencode failed")
     return encoded.tobytes()
+
+
+def zero_png(width: int, height: int, *, depth: int = 8, colour: int = 0, channels: int = 1,
+             pixels: bool = True, iend: bool = True) -> bytes:
+    """A PNG whose pixels are all zero, of any bit depth and colour type (channels to match):
+    tiny on the wire however big it says it is. `pixels=False` leaves the image data out,
+    `iend=False` the end of the file."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    idat = b""
+    if pixels:
+        packer = zlib.compressobj(9)
+        row = bytes(1 + width * channels * depth // 8)  # a filter byte, then the samples
+        idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+            + (chunk(b"IEND", b"") if iend else b""))
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A real JPEG whose frame header (SOF0) was rewritten to claim another size."""
+    data = bytearray(jpeg(64, 48))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
