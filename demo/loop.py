@@ -31,6 +31,7 @@ import yaml
 
 from demo.project import ProjectSizes, build_project
 from demo.report import AccuracySample, DriftPoint, Marker, Summary, Timeline
+from flows.checks import Check
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAMPION = ROOT / "tests" / "fixtures" / "seed_best.pt"
@@ -365,6 +366,15 @@ class Outcome:
     onset_t: float | None = None
     updated_t: float | None = None
     stages_s: dict[str, float] = field(default_factory=dict)
+    retrain_stages_s: dict[str, float] = field(default_factory=dict)  # dvc stage -> seconds
+    canary_checks: list[Check] = field(default_factory=list)  # the last verdict's
+
+
+def stage_durations(starts: list[tuple[str, float]], end: float) -> dict[str, float]:
+    """Seconds of each stage, from when it started to when the next one (or the run) did."""
+    ends = [t for _, t in starts[1:]] + [end] if starts else []
+    return {stage: round(stop - start, 1)
+            for (stage, start), stop in zip(starts, ends, strict=True)}
 
 
 def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[str, Path],
@@ -421,9 +431,15 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
     _check_time(deadline, "labelling took the demo's time", health)
     state.phase = "retrain: dvc repro (prepare, fine-tune, export, evaluate, gate, profile)"
     started = time.monotonic()
-    candidate = retrain(repo=str(fleet.project),
-                        on_stage=lambda stage: state.say(f"retrain stage {stage}"))
+    stage_starts: list[tuple[str, float]] = []
+
+    def on_stage(stage: str) -> None:
+        state.say(f"retrain stage {stage}")
+        stage_starts.append((stage, time.monotonic()))
+
+    candidate = retrain(repo=str(fleet.project), on_stage=on_stage)
     outcome.stages_s["retrain"] = round(time.monotonic() - started, 1)
+    outcome.retrain_stages_s = stage_durations(stage_starts, time.monotonic())
     if not candidate.ship or candidate.model is None:
         raise DemoError("the gate refused the candidate: " + "; ".join(candidate.reasons))
     state.say(f"gate passed: ship {candidate.artefact}")
@@ -440,6 +456,7 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
         time.sleep(config.canary_every_s)
         decided = canary_decision(project=str(fleet.project), hub_url=fleet.hub_url,
                                   config_path=str(configs["release"]))
+        outcome.canary_checks = decided.checks
         if decided.verdict is Verdict.PROMOTE:
             state.mark("promotion", f"canary healthy: {published.manifest.release_id} "
                                     "promoted to stable")
@@ -503,7 +520,9 @@ def summarise(state: DemoState, outcome: Outcome, config: DemoConfig,
         map50_after_release=after_release,
         minutes_drift_to_fleet_updated=minutes,
         monitor_overhead_pct=monitor_overhead_pct(status_files),
-        device_fault_isolated=outcome.fault_isolated)
+        device_fault_isolated=outcome.fault_isolated,
+        retrain_stages_s=dict(outcome.retrain_stages_s),
+        canary_checks=tuple(outcome.canary_checks))
 
 
 def timeline_of(state: DemoState, config: DemoConfig) -> Timeline:

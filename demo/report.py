@@ -10,9 +10,11 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from flows.checks import Check as CanaryCheck
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -145,6 +147,8 @@ class Summary:
     minutes_drift_to_fleet_updated: float | None
     monitor_overhead_pct: float
     device_fault_isolated: bool
+    retrain_stages_s: Mapping[str, float] = field(default_factory=dict)  # dvc stage -> seconds
+    canary_checks: tuple[CanaryCheck, ...] = ()  # the canary's last verdict, with its values
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -157,7 +161,21 @@ class Summary:
                 self.minutes_drift_to_fleet_updated, 2),
             "monitor_overhead_pct": round(self.monitor_overhead_pct, 2),
             "device_fault_isolated": self.device_fault_isolated,
+            "labels_per_recovered_map50_point": _round_or_none(
+                self.labels_per_recovered_point, 1),
+            "retrain_stages_s": dict(self.retrain_stages_s),
+            "canary_checks": [{"name": c.name, "passed": c.passed, "value": c.value,
+                               "limit": c.limit} for c in self.canary_checks],
         }
+
+    @property
+    def labels_per_recovered_point(self) -> float | None:
+        """Labels spent per mAP50 point (0.01) won back on the drifted domain; None when the
+        release won nothing back."""
+        if self.map50_after_release is None:
+            return None
+        points = (self.map50_after_release - self.map50_after_drift) * 100
+        return self.labels_used / points if points > 0 else None
 
     @property
     def recovered_share(self) -> float | None:
@@ -333,6 +351,10 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def _table(header: tuple[str, ...], rows: Iterable[tuple[object, ...]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
@@ -376,6 +398,15 @@ def report_markdown(summary: Summary, timeline: Timeline, *, urls: Mapping[str, 
     total = sum(timings.values())
     if timings and math.isfinite(total):
         lines.append(f"| **total** | **{total:.1f}** |")
+    if summary.retrain_stages_s:
+        lines += ["", "Retrain, by DVC stage:", ""]
+        lines += _table(("retrain stage", "seconds"), [
+            (stage, f"{seconds:.1f}") for stage, seconds in summary.retrain_stages_s.items()])
+    if summary.canary_checks:
+        lines += ["", "## Canary verdict", ""]
+        lines += _table(("check", "value", "limit", "passed"), [
+            (c.name, _num(c.value), _num(c.limit), "yes" if c.passed else "no")
+            for c in summary.canary_checks])
     lines += ["", "## UIs", ""]
     lines += [f"- {name}: <{url}>" for name, url in urls.items()] or ["- none"]
     return "\n".join(lines) + "\n"

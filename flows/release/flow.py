@@ -26,6 +26,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from edge_runtime.contract import MODEL_FILE, Lineage, ReleaseManifest
+from flows.checks import Check
 from flows.release.canary import CanaryVerdict, Verdict
 from flows.release.candidate import (
     ReleaseError,
@@ -97,6 +98,7 @@ class ReleaseOutcome:
     action: str
     reasons: list[str] = field(default_factory=list)
     human: bool = False  # a person decided (--promote / --rollback), not the canary verdict
+    checks: list[Check] = field(default_factory=list)  # the canary's, with their values
 
 
 # -- tasks ---------------------------------------------------------------------------------------
@@ -167,7 +169,8 @@ def conclude(settings: ReleaseSettings, manifest: ReleaseManifest,
     action = apply(settings, manifest, verdict.verdict)
     create_markdown_artifact(verdict_markdown(manifest, verdict, action), key=ARTIFACT_KEY,
                              description=f"Canary verdict on release {manifest.release_id}")
-    return ReleaseOutcome(manifest, verdict.verdict, action, verdict.reasons)
+    return ReleaseOutcome(manifest, verdict.verdict, action, verdict.reasons,
+                          checks=list(verdict.checks))
 
 
 # -- flows ---------------------------------------------------------------------------------------

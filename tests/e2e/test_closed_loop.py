@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow
 
 SUMMARY_KEYS = {"frames_to_alarm", "labels_used", "map50_before_drift", "map50_after_drift",
                 "map50_after_release", "minutes_drift_to_fleet_updated", "monitor_overhead_pct",
-                "device_fault_isolated"}
+                "device_fault_isolated", "labels_per_recovered_map50_point", "retrain_stages_s",
+                "canary_checks"}
 
 
 def read_back(urls: dict[str, str], out: Path) -> dict[str, Any]:
@@ -79,6 +80,10 @@ def test_the_loop_closes_and_accuracy_on_the_drifted_domain_comes_back(
     saved = json.loads((out / "summary.json").read_text())
     assert set(saved) == SUMMARY_KEYS
     assert saved["labels_used"] == summary.labels_used
+    # What explains the figures: the retrain's DVC stages, the canary's checks that promoted.
+    assert {"prepare", "train", "gate"} <= set(saved["retrain_stages_s"]), saved
+    assert saved["canary_checks"] and all(c["passed"] for c in saved["canary_checks"]), saved
+    assert saved["labels_per_recovered_map50_point"] > 0
     assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "fleet-wide drift alarm" in (out / "report.md").read_text()
 

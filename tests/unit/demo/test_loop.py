@@ -27,6 +27,7 @@ from demo.loop import (
     write_demo_configs,
 )
 from edge_runtime.sampling.config import load_sampling_config
+from flows.checks import Check
 from flows.drift.settings import load_drift_config
 from flows.release.settings import load_release_config
 from flows.retrain.gate import GateConfig, load_gate_config
@@ -106,7 +107,9 @@ def test_the_summary_is_what_was_seen(tmp_path: Path) -> None:
     state.accuracy = {("seed", "baseline"): 0.92, ("seed", "new_variant"): 0.63,
                       ("new", "new_variant"): 0.88}
     outcome = Outcome(alarm_frame=575, fault_isolated=True, labels_used=64,
-                      release_model="new", onset_t=100.0, updated_t=580.0)
+                      release_model="new", onset_t=100.0, updated_t=580.0,
+                      retrain_stages_s={"train": 250.0},
+                      canary_checks=[Check("error_devices", True, 0.0, 0.0, "none")])
     status = tmp_path / "cam-1.json"
     status.write_text(json.dumps({"infer_ms_p50": 25.0, "monitor_ms_p50": 0.5}))
     summary = summarise(state, outcome, DemoConfig(drift_at=450), "seed", [status])
@@ -114,7 +117,11 @@ def test_the_summary_is_what_was_seen(tmp_path: Path) -> None:
         "frames_to_alarm": 125, "labels_used": 64, "map50_before_drift": 0.92,
         "map50_after_drift": 0.63, "map50_after_release": 0.88,
         "minutes_drift_to_fleet_updated": 8.0, "monitor_overhead_pct": 2.0,
-        "device_fault_isolated": True}
+        "device_fault_isolated": True,
+        "labels_per_recovered_map50_point": 2.6,  # 64 labels won back 25 points
+        "retrain_stages_s": {"train": 250.0},
+        "canary_checks": [{"name": "error_devices", "passed": True, "value": 0.0,
+                           "limit": 0.0}]}
     stopped = summarise(state, Outcome(), DemoConfig(), "seed", [])
     assert stopped.map50_after_release is None and stopped.frames_to_alarm is None
     assert math.isnan(monitor_overhead_pct([tmp_path / "missing.json"]))

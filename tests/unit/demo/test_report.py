@@ -83,7 +83,7 @@ def test_a_dict_missing_a_key_is_not_a_timeline():
         Timeline.from_dict(data)
 
 
-def test_summary_json_has_exactly_the_eight_headline_figures_rounded():
+def test_summary_json_has_the_eight_headline_figures_rounded_and_what_explains_them():
     assert SUMMARY.to_json_dict() == {
         "frames_to_alarm": 240,
         "labels_used": 180,
@@ -93,6 +93,9 @@ def test_summary_json_has_exactly_the_eight_headline_figures_rounded():
         "minutes_drift_to_fleet_updated": 11.26,
         "monitor_overhead_pct": 1.23,
         "device_fault_isolated": True,
+        "labels_per_recovered_map50_point": 4.9,  # 180 labels for 36.8 points
+        "retrain_stages_s": {},
+        "canary_checks": [],
     }
     assert json.loads(json.dumps(SUMMARY.to_json_dict())) == SUMMARY.to_json_dict()
 
@@ -211,3 +214,30 @@ def test_report_markdown_marks_unmet_targets():
     assert "| labels used | 201 | ≤ 200 | ✗ |" in text
     assert "| mAP50 after release | not reached | ≥ 95% of before drift | ✗ |" in text
     assert "nothing was marked" in text
+
+
+def test_the_summary_records_labels_per_point_retrain_stages_and_the_canary_checks() -> None:
+    from dataclasses import replace
+
+    from flows.checks import Check as CanaryCheck
+
+    summary = replace(SUMMARY, retrain_stages_s={"prepare": 4.0, "train": 300.5},
+                      canary_checks=(CanaryCheck("error_devices", True, 0.0, 0.0, "none"),))
+    data = summary.to_json_dict()
+    # 180 labels won back 0.78 - 0.41234 = 36.8 mAP50 points
+    assert data["labels_per_recovered_map50_point"] == pytest.approx(180 / 36.766, abs=0.05)
+    assert data["retrain_stages_s"] == {"prepare": 4.0, "train": 300.5}
+    assert data["canary_checks"] == [
+        {"name": "error_devices", "passed": True, "value": 0.0, "limit": 0.0}]
+    report = report_markdown(summary, minimal_timeline(), urls={}, timings={"retrain": 310.0})
+    assert "| train | 300.5 |" in report and "| error_devices | 0 | 0 | yes |" in report
+    lost = replace(SUMMARY, map50_after_release=0.40)
+    assert lost.to_json_dict()["labels_per_recovered_map50_point"] is None
+
+
+def test_stage_durations_run_from_each_stage_start_to_the_next() -> None:
+    from demo.loop import stage_durations
+
+    assert stage_durations([("prepare", 10.0), ("train", 14.0), ("gate", 300.0)], 301.5) == {
+        "prepare": 4.0, "train": 286.0, "gate": 1.5}
+    assert stage_durations([], 5.0) == {}
