@@ -1,11 +1,15 @@
 """Size of a device install: `pip install '.[edge]'` into a fresh venv; no torch may come along.
 
 Prints JSON: megabytes installed, whether torch (or any other cloud package) was installed.
+It installs from a copy of the committed files (what a clean clone has), so the build writes
+nothing into the checkout.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,12 +24,29 @@ def folder_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
+def committed_copy(target: Path) -> Path:
+    """The committed files of the checkout, copied under `target` (setuptools builds in the
+    source folder: build/ and *.egg-info would land in the checkout otherwise)."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
+                             capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    return target
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", action="store_true",
+                        help="accepted for `make bench`: the output is one JSON line anyway")
+    parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edge-install-") as tmp:
+        source = committed_copy(Path(tmp) / "source")
         venv = Path(tmp) / "venv"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         start = time.perf_counter()
-        subprocess.run([str(venv / "bin/pip"), "install", "--quiet", f"{ROOT}[edge]"],
+        subprocess.run([str(venv / "bin/pip"), "install", "--quiet", f"{source}[edge]"],
                        check=True)
         seconds = time.perf_counter() - start
         site = next((venv / "lib").glob("python*/site-packages"))

@@ -22,14 +22,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=ROOT / "models/champion/model.onnx")
     parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--imgsz", default="320,640", help="input sizes, comma-separated")
+    parser.add_argument("--runs", type=int, default=5,
+                        help="runs of the pipelined loop per line (`edge bench --runs`)")
+    parser.add_argument("--json", action="store_true",
+                        help="accepted for `make bench`: the output is JSON lines anyway")
     args = parser.parse_args()
     if not args.model.is_file():
         sys.exit(f"bench_edge_monitor: {args.model} is missing; run `make seed` first")
     edgeloop = Path(sys.executable).parent / "edgeloop"
-    for mode, imgsz in [(m, i) for m in ([], ["--burst"]) for i in (320, 640)]:
+    sizes = [int(s) for s in args.imgsz.split(",")]
+    for mode, imgsz in [(m, i) for m in ([], ["--burst"]) for i in sizes]:
         result = subprocess.run(
             [str(edgeloop), "edge", "bench", "--model", str(args.model), "--imgsz", str(imgsz),
-             "--frames", str(args.frames), "--json", *mode],
+             "--frames", str(args.frames), "--runs", str(args.runs), "--json", *mode],
             cwd=ROOT, capture_output=True, text=True, check=True)
         figures = json.loads(result.stdout)
         print(json.dumps({"bench": "edge_monitor", **figures}))

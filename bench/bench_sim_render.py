@@ -5,6 +5,7 @@ Prints JSON: milliseconds per frame (median over the run) at each width.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -12,7 +13,14 @@ import time
 from sim.stream import stream
 
 
-def main(frames: int = 60) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--frames", type=int, default=60, help="timed frames at each width")
+    parser.add_argument("--json", action="store_true",
+                        help="accepted for `make bench`: the output is one JSON line anyway")
+    frames = parser.parse_args().frames
+    if frames < 1:
+        parser.error("--frames must be >= 1")
     result: dict[str, object] = {"bench": "sim_render", "frames": frames}
     for width in (320, 640):
         times = []

@@ -23,8 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.drift_power import (  # noqa: E402
     FA_TARGET,
+    FULL,
+    QUICK,
     SCENARIOS,
-    WINDOWS,
+    Plan,
     _default_rules,
     _quiet,
     _rates,
@@ -64,7 +66,7 @@ def count_columns(reference: Path) -> dict[str, Any]:
 
 
 def measure(paths: dict[str, Path], config_path: Path, workers: int, fa_windows: int,
-            power_windows: int) -> dict[str, Any]:
+            power_windows: int, plan: Plan = FULL) -> dict[str, Any]:
     """False alarms on stationary windows at the config's family_alpha, and detection of the
     power sets, for one model's telemetry."""
     import pyarrow.parquet as pq
@@ -74,10 +76,11 @@ def measure(paths: dict[str, Path], config_path: Path, workers: int, fa_windows:
     alpha = load_drift_config(config_path).family_alpha
     sizes = {k: pq.ParquetFile(paths[k]).metadata.num_rows for k in POWER_SETS if k in paths}
     with scoring_pool(paths, config_path, workers) as run:
-        null_jobs = [("baseline", w, fa_windows, 7 * w + NULL_SEED, alpha) for w in WINDOWS]
-        null = dict(zip(WINDOWS, run(_score, null_jobs, "null"), strict=True))
+        null_jobs = [("baseline", w, fa_windows, 7 * w + NULL_SEED, alpha)
+                     for w in plan.windows]
+        null = dict(zip(plan.windows, run(_score, null_jobs, "null"), strict=True))
         power_jobs = [(k, w, power_windows, 11 * w + i, alpha)
-                      for i, k in enumerate(sizes) for w in WINDOWS if w < sizes[k]]
+                      for i, k in enumerate(sizes) for w in plan.windows if w < sizes[k]]
         power = dict(zip([(k, w) for k, w, *_ in power_jobs], run(_score, power_jobs, "power"),
                          strict=True))
     fa, upper, tested, groups = {}, {}, {}, {}
@@ -116,8 +119,12 @@ def main() -> None:
     parser.add_argument("--fa-windows", type=int, default=400)
     parser.add_argument("--power-windows", type=int, default=100)
     parser.add_argument("--no-power", action="store_true", help="false alarms only")
+    parser.add_argument("--quick", action="store_true",
+                        help="drift_power's quick sets and one window size: a smoke run (the "
+                             "tests), not a measurement")
     parser.add_argument("--json", action="store_true", help="print only the JSON document")
     args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
     use_offline_environment(ROOT / "var")
     _quiet()
 
@@ -127,7 +134,7 @@ def main() -> None:
     started = time.perf_counter()
     models = bench_models(args.weights, args.models)
     wanted = {"reference", "baseline", *(() if args.no_power else POWER_SETS)}
-    sets = [s for s in telemetry_sets(corruption_frames=300) if s.key in wanted]
+    sets = [s for s in telemetry_sets(corruption_frames=300, plan=plan) if s.key in wanted]
     results, replay_s = {}, 0.0
     for classes, model in models.items():
         log(f"{classes}-class model {model}")
@@ -137,8 +144,9 @@ def main() -> None:
         results[str(classes)] = {
             "model": hashlib.sha256(model.read_bytes()).hexdigest()[:12],
             **measure(paths, args.config, args.workers, args.fa_windows,
-                      0 if args.no_power else args.power_windows)}
-    document = {"bench": "drift_many_classes", "sets": {s.key: s.frames for s in sets},
+                      0 if args.no_power else args.power_windows, plan)}
+    document = {"bench": "drift_many_classes", "quick": args.quick,
+                "sets": {s.key: s.frames for s in sets},
                 "false_alarm_windows": args.fa_windows,
                 "detection_windows": 0 if args.no_power else args.power_windows,
                 "models": results,

@@ -52,6 +52,34 @@ DELAY_ONSET, DELAY_AFTER, DELAY_STEP = 1000, 500, 5
 
 
 @dataclass(frozen=True)
+class Plan:
+    """What one run replays and scores: the full bench (bench/RESULTS.md), or `QUICK`, every
+    stage on a few hundred frames (a smoke run for the tests; its figures mean nothing)."""
+
+    windows: tuple[int, ...] = WINDOWS
+    scenarios: tuple[str, ...] = SCENARIOS
+    corruptions: tuple[str, ...] = CORRUPTIONS
+    reference_frames: int = 1000
+    calibration_frames: int = 1500
+    baseline_frames: int = 3000
+    full_frames: int = 1000  # each scenario at full severity
+    half_frames: int = 400
+    corruption_frames: int | None = None  # None: --corruption-frames, LONG_POOLS for some
+    delay_onset: int = DELAY_ONSET
+    delay_after: int = DELAY_AFTER
+    cost_rows: tuple[int, ...] = (100, 500, 1000, 5000)
+
+
+FULL = Plan()
+# At the shipped config's floors (min_reference_rows 200, min_current_rows 50): one window
+# size, pools just larger than it, as many baseline frames before the delay's onset as it.
+QUICK = Plan(windows=(50,), scenarios=("dusk",), corruptions=("elastic_transform",),
+             reference_frames=200, calibration_frames=60, baseline_frames=100, full_frames=60,
+             half_frames=60, corruption_frames=60, delay_onset=50, delay_after=50,
+             cost_rows=(100,))
+
+
+@dataclass(frozen=True)
 class TelemetrySet:
     """One cached table of replayed telemetry: `frames` frames of a simulator stream, optionally
     passed through one ImageNet-C corruption first."""
@@ -66,22 +94,23 @@ class TelemetrySet:
     corruption_severity: int = 0
 
 
-def telemetry_sets(corruption_frames: int) -> list[TelemetrySet]:
+def telemetry_sets(corruption_frames: int, plan: Plan = FULL) -> list[TelemetrySet]:
     """Every table the bench needs. Seeds never repeat across roles: the reference, the
     calibration pool and the test pools are different streams of the line."""
     sets = [
-        TelemetrySet("reference", "baseline", 101, "reference", 1000),
-        TelemetrySet("calibration", "baseline", 202, "calibration", 1500),
-        TelemetrySet("baseline", "baseline", 303, "test", 3000),
+        TelemetrySet("reference", "baseline", 101, "reference", plan.reference_frames),
+        TelemetrySet("calibration", "baseline", 202, "calibration", plan.calibration_frames),
+        TelemetrySet("baseline", "baseline", 303, "test", plan.baseline_frames),
     ]
-    for name in SCENARIOS:
-        sets.append(TelemetrySet(f"{name}@1.0", name, 404, f"test-{name}", 1000))
-        sets.append(TelemetrySet(f"{name}@0.5", name, 505, f"half-{name}", 400, severity=0.5))
-    for name in CORRUPTIONS:
+    for name in plan.scenarios:
+        sets.append(TelemetrySet(f"{name}@1.0", name, 404, f"test-{name}", plan.full_frames))
+        sets.append(TelemetrySet(f"{name}@0.5", name, 505, f"half-{name}", plan.half_frames,
+                                 severity=0.5))
+    for name in plan.corruptions:
+        frames = plan.corruption_frames or LONG_POOLS.get(name, corruption_frames)
         for level in CORRUPTION_SEVERITIES:
-            sets.append(TelemetrySet(f"{name}@{level}", "baseline", 606, "corrupt",
-                                     LONG_POOLS.get(name, corruption_frames), corruption=name,
-                                     corruption_severity=level))
+            sets.append(TelemetrySet(f"{name}@{level}", "baseline", 606, "corrupt", frames,
+                                     corruption=name, corruption_severity=level))
     return sets
 
 
@@ -267,23 +296,23 @@ def _score(job: tuple[str, int, int, int, float]) -> list[Scored]:
     return out
 
 
-def _delay(job: tuple[str, int, float]) -> int | None:
+def _delay(job: tuple[str, int, float, int, int]) -> int | None:
     """Frames from an abrupt onset to the end of the first flagged sliding window: the stream is
-    1000 held-out baseline frames then the scenario's frames (the pipeline keeps no state
-    across frames, so this equals sim.DriftSchedule(ABRUPT, onset=1000))."""
+    `onset` (1000) held-out baseline frames then `after` of the scenario's frames (the pipeline
+    keeps no state across frames, so this equals sim.DriftSchedule(ABRUPT, onset=1000))."""
     from dataclasses import replace
 
     import pandas as pd
 
     from flows.drift.evidently_drift import screen_drift
 
-    key, size, alpha = job
-    stream = pd.concat([_TABLES["baseline"].iloc[-DELAY_ONSET:], _TABLES[key].iloc[:DELAY_AFTER]],
+    key, size, alpha, onset, after = job
+    stream = pd.concat([_TABLES["baseline"].iloc[-onset:], _TABLES[key].iloc[:after]],
                        ignore_index=True)
     config = replace(_TABLES["__config__"], family_alpha=alpha)
-    for end in range(DELAY_ONSET + DELAY_STEP, DELAY_ONSET + DELAY_AFTER + 1, DELAY_STEP):
+    for end in range(onset + DELAY_STEP, onset + after + 1, DELAY_STEP):
         if screen_drift(_TABLES["reference"], stream.iloc[end - size:end], config).drift:
-            return end - DELAY_ONSET
+            return end - onset
     return None
 
 
@@ -330,7 +359,7 @@ def scoring_pool(paths: dict[str, Path], config_path: Path, workers: int) -> Ite
 
 
 def evaluate(paths: dict[str, Path], config_path: Path, workers: int, fa_windows: int,
-             power_windows: int, log: Any) -> dict[str, Any]:
+             power_windows: int, log: Any, plan: Plan = FULL) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from flows.drift.settings import load_drift_config
@@ -339,10 +368,10 @@ def evaluate(paths: dict[str, Path], config_path: Path, workers: int, fa_windows
     shipped = load_drift_config(config_path)
     with scoring_pool(paths, config_path, workers) as run:
         null_jobs = [(k, w, fa_windows, 7 * w + i, shipped.family_alpha)
-                     for i, k in enumerate(("calibration", "baseline")) for w in WINDOWS]
+                     for i, k in enumerate(("calibration", "baseline")) for w in plan.windows]
         null = dict(zip([(k, w) for k, w, *_ in null_jobs], run(_score, null_jobs, "null"),
                         strict=True))
-        calibration = {str(a): {str(w): _rates(null["calibration", w], a) for w in WINDOWS}
+        calibration = {str(a): {str(w): _rates(null["calibration", w], a) for w in plan.windows}
                        for a in ALPHAS}
         ok = [a for a in ALPHAS
               if max(calibration[str(a)].values()) <= FA_TARGET * FA_MARGIN]
@@ -355,10 +384,11 @@ def evaluate(paths: dict[str, Path], config_path: Path, workers: int, fa_windows
                              strict=True))
         drift_keys = [k for k in paths if "@" in k]
         power_jobs = [(k, w, power_windows, 11 * w + i, alpha)
-                      for i, k in enumerate(drift_keys) for w in WINDOWS if w < sizes[k]]
+                      for i, k in enumerate(drift_keys) for w in plan.windows if w < sizes[k]]
         power = dict(zip([(k, w) for k, w, *_ in power_jobs],
                          run(_score, power_jobs, "power"), strict=True))
-        delay_jobs = [(f"{s}@1.0", w, alpha) for s in SCENARIOS for w in WINDOWS[:3]]
+        delay_jobs = [(f"{s}@1.0", w, alpha, plan.delay_onset, plan.delay_after)
+                      for s in plan.scenarios for w in plan.windows[:3]]
         delays = dict(zip(delay_jobs, run(_delay, delay_jobs, "delay"), strict=True))
     detection: dict[str, dict[str, dict[str, float]]] = {}
     defaults: dict[str, dict[str, dict[str, float]]] = {"false_alarm_rate": {}}
@@ -366,9 +396,9 @@ def evaluate(paths: dict[str, Path], config_path: Path, workers: int, fa_windows
         name, level = key.split("@")
         detection.setdefault(name, {}).setdefault(level, {})[str(w)] = _rates(results)
         defaults.setdefault(key, {})[str(w)] = _default_rules(results)
-    for w in WINDOWS:
+    for w in plan.windows:
         defaults["false_alarm_rate"][str(w)] = _default_rules(null["baseline", w])
-    fa = {str(w): _rates(null["baseline", w]) for w in WINDOWS}
+    fa = {str(w): _rates(null["baseline", w]) for w in plan.windows}
     # Targets: each scenario at full severity, each corruption (severities 3 and 5), judged at
     # the largest window measured up to 500 frames (500, or 250 for 300-frame pools).
     misses, groups = [], {}
@@ -387,15 +417,17 @@ def evaluate(paths: dict[str, Path], config_path: Path, workers: int, fa_windows
         "calibration_false_alarm_rate": calibration, "false_alarm_rate": fa,
         "false_alarm_windows": fa_windows, "detection_rate": detection,
         "detection_windows": power_windows,
-        "detection_delay_frames": {s: {str(w): delays[(f"{s}@1.0", w, alpha)]
-                                       for w in WINDOWS[:3]} for s in SCENARIOS},
+        "detection_delay_frames": {s: {str(w): delays[(f"{s}@1.0", w, alpha, plan.delay_onset,
+                                              plan.delay_after)]
+                                       for w in plan.windows[:3]} for s in plan.scenarios},
         "drifted_groups": groups, "evidently_defaults": defaults,
         "targets": {"false_alarm_le_0.01": max(fa.values()) <= FA_TARGET,
                     "power_ge_0.95": not misses, "below_target": misses},
     }
 
 
-def cost(paths: dict[str, Path], config_path: Path) -> dict[str, Any]:
+def cost(paths: dict[str, Path], config_path: Path, rows_tried: tuple[int, ...] = FULL.cost_rows
+         ) -> dict[str, Any]:
     """Seconds per check: the full Evidently Report (what the flow runs) and the fast path, for
     windows of 100 to 5,000 rows against the 1,000-row reference; and their verdicts' parity."""
     import pandas as pd
@@ -407,7 +439,7 @@ def cost(paths: dict[str, Path], config_path: Path) -> dict[str, Any]:
     reference, baseline = pd.read_parquet(paths["reference"]), pd.read_parquet(paths["baseline"])
     check_drift(reference, baseline.iloc[:100], config)  # warm-up: first-call imports
     report, fast = {}, {}
-    for rows in (100, 500, 1000, 5000):
+    for rows in rows_tried:
         window = baseline.sample(rows, replace=rows > len(baseline), random_state=rows)
         timings = []
         for _ in range(3):
@@ -420,14 +452,14 @@ def cost(paths: dict[str, Path], config_path: Path) -> dict[str, Any]:
             screen_drift(reference, window, config)
         fast[str(rows)] = round((time.perf_counter() - started) / 10, 4)
     same = 0
-    windows = [pd.read_parquet(paths[k]).iloc[:250] for k in ("baseline", "calibration",
-                                                               "dusk@0.5", "new_variant@0.5",
-                                                               "camera_bump@0.5", "pixelate@3")]
+    parity_sets = ("baseline", "calibration", "dusk@0.5", "new_variant@0.5", "camera_bump@0.5",
+                   "pixelate@3")
+    windows = [pd.read_parquet(paths[k]).iloc[:250] for k in parity_sets if k in paths]
     for window in windows:
         same += check_drift(reference, window, config).verdict == \
             screen_drift(reference, window, config)
     return {"report_s": report, "fast_path_s": fast,
-            "check_1000x1000_s": report["1000"],
+            "check_1000x1000_s": report.get("1000"),
             "parity": {"windows": len(windows), "identical_verdicts": same}}
 
 
@@ -440,8 +472,12 @@ def main() -> None:
     parser.add_argument("--corruption-frames", type=int, default=300)
     parser.add_argument("--fa-windows", type=int, default=400)
     parser.add_argument("--power-windows", type=int, default=100)
+    parser.add_argument("--quick", action="store_true",
+                        help="every stage on a few hundred frames and one window size: a smoke "
+                             "run (the tests), not a measurement")
     parser.add_argument("--json", action="store_true", help="print only the JSON document")
     args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
     use_offline_environment(ROOT / "var")
     _quiet()
     if not args.model.is_file():
@@ -451,13 +487,14 @@ def main() -> None:
         print(f"drift_power: {message}", file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    sets = telemetry_sets(args.corruption_frames)
+    sets = telemetry_sets(args.corruption_frames, plan)
     paths = load_telemetry(args.model, args.cache, sets, args.workers, log)
     replayed = time.perf_counter() - started
-    results = evaluate(paths, args.config, args.workers, args.fa_windows, args.power_windows, log)
+    results = evaluate(paths, args.config, args.workers, args.fa_windows, args.power_windows, log,
+                       plan)
     log("timing checks")
-    results["cost"] = cost(paths, args.config)
-    document = {"bench": "drift_power",
+    results["cost"] = cost(paths, args.config, plan.cost_rows)
+    document = {"bench": "drift_power", "quick": args.quick,
                 "model": hashlib.sha256(args.model.read_bytes()).hexdigest()[:12],
                 "sets": {s.key: s.frames for s in sets}, **results,
                 "replay_s": round(replayed, 1),

@@ -56,6 +56,7 @@ class Settings:
     max_epochs: int
     min_distance: float
     random_seed: int
+    test_frames: int
     weights: Path
     onnx: Path
     work: Path
@@ -78,6 +79,8 @@ def parse(argv: Sequence[str] | None) -> tuple[Settings, bool]:
     p.add_argument("--max-epochs", type=int, default=25)
     p.add_argument("--min-distance", type=float, default=0.15)
     p.add_argument("--random-seed", type=int, default=0)
+    p.add_argument("--test-frames", type=int, default=200,
+                   help="frames of each test set (the seed pipeline's test sets have 200)")
     p.add_argument("--weights", type=Path, default=ROOT / "models/champion/best.pt")
     p.add_argument("--onnx", type=Path, default=ROOT / "models/champion/model.onnx")
     p.add_argument("--work", type=Path, default=ROOT / "var/bench/label_efficiency")
@@ -89,12 +92,14 @@ def parse(argv: Sequence[str] | None) -> tuple[Settings, bool]:
         p.error("--drift-share must be in (0, 1]")
     if not 0 <= a.replay_share < 1:
         p.error("--replay-share must be in [0, 1)")
+    if a.test_frames < 1:
+        p.error("--test-frames must be >= 1")
     for path in (a.weights, a.onnx):
         if not path.is_file():
             p.error(f"{path} does not exist (run `make seed` or `dvc pull`)")
     return Settings(sizes, a.pool, a.drift_share, a.replay_share, a.image_epochs, a.min_epochs,
-                    a.max_epochs, a.min_distance, a.random_seed, a.weights, a.onnx,
-                    a.work.resolve()), a.json
+                    a.max_epochs, a.min_distance, a.random_seed, a.test_frames, a.weights,
+                    a.onnx, a.work.resolve()), a.json
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -201,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("YOLO_VERBOSE", "False")  # our bar, not one per epoch
     work = s.work
     work.mkdir(parents=True, exist_ok=True)
-    test_base = render(work, "test_baseline", "baseline", 200, TEST_SEED)
-    test_drift = render(work, f"test_{SCENARIO}", SCENARIO, 200, TEST_SEED)
+    test_base = render(work, "test_baseline", "baseline", s.test_frames, TEST_SEED)
+    test_drift = render(work, f"test_{SCENARIO}", SCENARIO, s.test_frames, TEST_SEED)
     val = render(work, "val", SCENARIO, 8, POOL_SEED)  # only the last epoch validates
     drifted = round(s.pool * s.drift_share)
     pools = [render(work, "pool", SCENARIO, drifted, POOL_SEED)]
@@ -246,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "selected_uncertainty_mean": round(float(np.mean([c.uncertainty for c in chosen])), 4),
         "pool_uncertainty_mean": round(float(np.mean([c.uncertainty for c in candidates])), 4),
         "replay_share": s.replay_share, "image_epochs": s.image_epochs,
+        "test_frames": s.test_frames,
         "seconds": round(time.monotonic() - started, 1),
     }
     if as_json:

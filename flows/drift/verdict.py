@@ -34,6 +34,10 @@ class MissingColumnsError(DriftInputError):
         self.which = which
         self.missing = tuple(missing)
 
+    def __reduce__(self) -> tuple[type[MissingColumnsError], tuple[str, tuple[str, ...]]]:
+        # pickled by its arguments: a worker process's error must reach the parent intact
+        return type(self), (self.which, self.missing)
+
 
 class TooFewRowsError(DriftInputError):
     """A table has fewer rows than the config's minimum for a meaningful test."""
@@ -44,6 +48,10 @@ class TooFewRowsError(DriftInputError):
         self.which = which
         self.rows = rows
         self.minimum = minimum
+
+    def __reduce__(self) -> tuple[type[TooFewRowsError], tuple[str, int, int]]:
+        # pickled by its arguments: a worker process's error must reach the parent intact
+        return type(self), (self.which, self.rows, self.minimum)
 
 
 def check_tables(reference: pd.DataFrame, current: pd.DataFrame, config: DriftConfig) -> None:

@@ -3,6 +3,7 @@ report path and the fast path agreeing, and the shapes our verdict promises."""
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -128,6 +129,16 @@ def test_bad_tables_are_refused_with_named_errors():
     garbled.loc[5, "contrast"] = "n/a"
     with pytest.raises(DriftInputError, match="column contrast holds a non-number: 'n/a'"):
         check_drift(REFERENCE, garbled, CONFIG)
+
+
+@pytest.mark.parametrize("error", [TooFewRowsError("current", 10, 50),
+                                   MissingColumnsError("reference", ["sharpness", "contrast"])])
+def test_a_refusal_survives_pickling_so_a_worker_process_can_raise_it(error: DriftInputError):
+    # multiprocessing pickles a worker's exception to the parent; one that cannot be rebuilt
+    # there hangs the pool instead of failing the run (bench/drift_power.py did)
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error) and str(again) == str(error)
+    assert vars(again) == vars(error)
 
 
 def test_every_method_the_config_accepts_is_an_evidently_stattest():
