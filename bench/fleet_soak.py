@@ -385,8 +385,9 @@ async def progress(tally: Tally, hub: psutil.Process, config: SoakConfig,
         end = tally.started + (window + 1) * WINDOW_S
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), max(0.0, end - time.monotonic()))
-        if stop.is_set() or (window + 1) * WINDOW_S > config.duration_s:
-            return
+        # The last window ends as the run does: its line is due even if the stop came first.
+        if time.monotonic() < end or (window + 1) * WINDOW_S > config.duration_s:
+            return  # stopped before the window ended, or past the measured time
         p99 = percentile(tally.telemetry_ms[first_request:], 99)
         first_request = len(tally.telemetry_ms)
         records_per_s = tally.window_records[window] / WINDOW_S
