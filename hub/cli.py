@@ -154,8 +154,7 @@ def _cells(record: Any) -> tuple[str, ...]:
     seen = "never" if record.last_seen is None else _ago(record.last_seen)
     state = "revoked" if record.revoked else "active"
     if status is None:
-        unreadable = getattr(record, "status_error", None)
-        last = "-" if unreadable is None else f"STATUS UNREADABLE: {unreadable}"
+        last = "-" if record.status_error is None else f"STATUS UNREADABLE: {record.status_error}"
         return (record.device_id, record.channel, state, "-", seen, "-", "-", "-", last)
     spool = (f"{count(status.spool_telemetry)}/{count(status.spool_samples)}/"
              f"{megabytes(status.spool_bytes)}")

@@ -5,6 +5,7 @@ decompression bomb nor a truncated file costs pixel memory or gets stored."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import math
 import re
@@ -111,7 +112,7 @@ def _jpeg_header(data: bytes) -> ImageHeader:
             # One scan short of every component: libjpeg buffers the whole image, as it does
             # for progressive files.
             if i + 4 < len(data) and data[i + 4] < frame.channels:
-                return _with_buffering(frame, True)
+                return dataclasses.replace(frame, buffered=True)
             return frame
         (length,) = struct.unpack(">H", data[i + 2 : i + 4])
         if length < 2:
@@ -146,10 +147,6 @@ def _jpeg_frame(data: bytes, i: int, marker: int) -> ImageHeader | None:
     return ImageHeader(ImageType.JPEG, width, height, count, 2 if precision > 8 else 1,
                        blocks, marker in _JPEG_PROGRESSIVE)
 
-
-def _with_buffering(header: ImageHeader, buffered: bool) -> ImageHeader:
-    return ImageHeader(header.type, header.width, header.height, header.channels,
-                       header.sample_bytes, header.blocks, buffered)
 
 
 def check_dimensions(header: ImageHeader, max_side: int, max_pixels: int) -> None:

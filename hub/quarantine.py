@@ -6,7 +6,7 @@ Nothing is deleted: each row goes, as it was stored, into the `quarantine` table
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
@@ -14,21 +14,19 @@ from pydantic import BaseModel, ValidationError
 from edge_runtime.contract import DeviceStatus, FrameStats, SampleMeta
 from hub.clock import now_us
 from hub.db import Database, devices, quarantine, samples, telemetry
-from hub.errors import NotFound
+from hub.errors import NotFound, invalid
 from hub.models import Quarantined
 
 PAGE_ROWS = 5000
+M = TypeVar("M", bound=BaseModel)
 
 
-def contract_error(model: type[BaseModel], body: str) -> str | None:
-    """Why a stored row fails the contract now, or None when it passes."""
+def read_stored(model: type[M], text: str, what: str) -> tuple[M | None, str | None]:
+    """A stored row as the contract reads it now: (the record, None), or (None, why not)."""
     try:
-        model.model_validate_json(body)
+        return model.model_validate_json(text), None
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        return f"{where}: {first['msg']}"[:500]
-    return None
+        return None, invalid(exc, what, max_errors=0).detail
 
 
 def quarantine_device(db: Database, device_id: str) -> Quarantined:
@@ -45,7 +43,7 @@ def quarantine_device(db: Database, device_id: str) -> Quarantined:
     checked["heartbeat"], moved["heartbeat"] = 0, 0
     if status.status is not None:
         checked["heartbeat"] = 1
-        reason = contract_error(DeviceStatus, status.status)
+        _, reason = read_stored(DeviceStatus, status.status, "stored heartbeat")
         if reason is not None:
             with db.write() as conn:
                 _keep(conn, "heartbeat", device_id, None, status.status, None, reason)
@@ -69,7 +67,8 @@ def _sweep(db: Database, device_id: str, kind: str, table: sa.Table, body: sa.Co
             return read, moved
         read, after = read + len(page), page[-1].id
         bad = [(row, reason) for row in page
-               if (reason := contract_error(model, getattr(row, body.name))) is not None]
+               if (reason := read_stored(model, getattr(row, body.name), f"stored {kind}")[1])
+               is not None]
         if bad:
             with db.write() as conn:
                 for row, reason in bad:

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import ValidationError
 
 from edge_runtime.contract import DeviceStatus
 from hub.auth import hash_token, new_device_token
 from hub.clock import from_us, now_us, to_us
 from hub.db import Database, devices
-from hub.errors import Conflict, Forbidden, NotFound, Unauthorized, invalid
+from hub.errors import Conflict, Forbidden, NotFound, Unauthorized
 from hub.models import DeviceRecord, HeartbeatTaken, NewDeviceToken
+from hub.quarantine import read_stored
 
 
 @dataclass(frozen=True)
@@ -124,9 +124,5 @@ def _record(row: Any) -> DeviceRecord:
 def _stored_status(stored: str | None) -> tuple[DeviceStatus | None, str | None]:
     """The stored heartbeat, or None and why not: a heartbeat stored under an older, looser
     contract may fail today's, and one such device must not take the whole list down."""
-    if stored is None:
-        return None, None
-    try:
-        return DeviceStatus.model_validate_json(stored), None
-    except ValidationError as exc:
-        return None, invalid(exc, "stored heartbeat", max_errors=0).detail
+    return (None, None) if stored is None else read_stored(DeviceStatus, stored,
+                                                           "stored heartbeat")

@@ -25,6 +25,7 @@ from hub.db import Database, devices, samples
 from hub.errors import Invalid, NotFound, TooLarge, invalid
 from hub.images import DecodeSlots, decode_checked
 from hub.models import SampleStored, StoredSample
+from hub.quarantine import read_stored
 from hub.registry import DeviceIdentity
 from hub.settings import HubLimits
 
@@ -129,18 +130,13 @@ def list_samples(db: Database, *, since: datetime | None, until: datetime | None
     found = [StoredSample(record_id=f"{row.device_id}/{row.frame_id}", meta=meta,
                           content_type=row.content_type, sha256=row.sha256, size=row.size,
                           received_at=from_us(row.received_us))
-             for row in rows if (meta := _stored_meta(row.meta)) is not None]
+             for row in rows
+             if (meta := read_stored(SampleMeta, row.meta, "stored sample")[0]) is not None]
     if len(found) < len(rows):
         log.warning("samples list: %d stored rows fail the contract and were left out "
                     "(`edgeloop hub device quarantine` moves them aside)", len(rows) - len(found))
     return found, len(rows) - len(found)
 
-
-def _stored_meta(text: str) -> SampleMeta | None:
-    try:
-        return SampleMeta.model_validate_json(text)
-    except ValidationError:
-        return None
 
 
 def sample_image(db: Database, device_id: str, frame_id: int) -> tuple[str, str, int]:

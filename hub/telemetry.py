@@ -17,6 +17,7 @@ from hub.clock import now_us, to_us
 from hub.db import Database, devices, telemetry
 from hub.errors import invalid
 from hub.models import TelemetryStored
+from hub.quarantine import read_stored
 from hub.registry import DeviceIdentity
 
 log = logging.getLogger(__name__)
@@ -100,15 +101,9 @@ def parse_stored(bodies: Sequence[str]) -> tuple[list[FrameStats], int]:
     try:
         return _RECORDS.validate_json(f"[{','.join(bodies)}]"), 0  # one call: the common case
     except ValidationError:
-        good = [r for r in map(_parse_one, bodies) if r is not None]
+        read = (read_stored(FrameStats, body, "stored telemetry")[0] for body in bodies)
+        good = [record for record in read if record is not None]
         return good, len(bodies) - len(good)
-
-
-def _parse_one(body: str) -> FrameStats | None:
-    try:
-        return FrameStats.model_validate_json(body)
-    except ValidationError:
-        return None
 
 
 def class_columns(records: list[FrameStats]) -> tuple[tuple[str, ...], int]:

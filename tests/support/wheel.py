@@ -34,15 +34,21 @@ class InstalledWheel:
         return {**base, "PATH": path}
 
 
-def build_wheel(work: Path) -> Path:
-    """The wheel of the committed files (as a clean clone has them), built without a network."""
-    source = work / "source"
+def committed_copy(target: Path) -> Path:
+    """The checkout's committed files (as a clean clone has them), copied under `target`: a build
+    there leaves no build/ or *.egg-info in the checkout."""
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
                              capture_output=True).stdout.decode().split("\0")
     for name in filter(None, tracked):
         if (ROOT / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, source / name)
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    return target
+
+
+def build_wheel(work: Path) -> Path:
+    """The wheel of the committed files (as a clean clone has them), built without a network."""
+    source = committed_copy(work / "source")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                     "--no-build-isolation", "-w", str(work / "dist"), str(source)],
                    check=True, capture_output=True)
