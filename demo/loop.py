@@ -68,9 +68,6 @@ class DemoConfig:
     champion: Path = CHAMPION
     cache: Path = ROOT / "var" / "cache"  # kept between runs: Label Studio's migrated template
     label_error_rate: float = 0.0
-    # The release gate's accuracy limits (configs/gate.yaml when None), in mAP50-95 points.
-    gate_min_drift_gain: float | None = None
-    gate_max_golden_loss: float | None = None
 
     def __post_init__(self) -> None:
         if self.devices < 3:
@@ -251,31 +248,11 @@ def write_demo_configs(config: DemoConfig, folder: Path) -> dict[str, Path]:
     packaged defaults (the layered loader reads those below them), at the demo's sizes."""
     folder.mkdir(parents=True, exist_ok=True)
     drift = {"window": {"frames": config.drift_window, "max_age_s": 3600}}
+    # The shipped canary and gate, at the demo's sizes only: a verdict on fewer frames.
     release: dict[str, Any] = {"canary": {"min_frames": config.canary_min_frames}}
-    # The candidate's reference profile is replayed on its validation set, which after a
-    # fleet-wide shift is mostly old-domain frames (the replay share): its confidence
-    # distribution differs from the new domain's by design (measured: K-S 0.39 on a release
-    # that recovered 23 mAP50 points). The checks against the previous version on the same
-    # canary devices still hold at their defaults.
-    release["canary"]["max_confidence_ks_vs_reference"] = 0.5
-    # Likewise the previous version's detections per frame: on the new variant the seed model
-    # over-detects (measured on a canary: 4.82 per frame against ~3.5 objects in the frame; the
-    # candidate 3.71), so a fixed model reads as a 23% "drop". Its mean confidence is inflated
-    # the same way: a candidate trained on 50 labels for a few epochs is less sure of itself
-    # than the seed model is of its wrong boxes (measured in CI: 0.506 against 0.559 on a
-    # release that recovered accuracy). Errors and latency against the previous version still
-    # hold at their defaults.
-    release["canary"]["max_detection_rate_drop_vs_previous"] = 0.5
-    release["canary"]["max_confidence_drop_vs_previous"] = 0.15
     # A shift of minutes, not days: the devices may keep an uncertain frame every few seconds.
     sampling = {"policies": {"uncertain": {"per_hour": 1800}}}
-    # The gate times champion and candidate one after the other while the devices stream on
-    # the same 2 cores: the ratio moves with their load (measured 1.59 under a concurrent run).
-    gate: dict[str, Any] = {"max_latency_ratio": 2.0}
-    if config.gate_min_drift_gain is not None:
-        gate["min_drift_gain_points"] = config.gate_min_drift_gain
-    if config.gate_max_golden_loss is not None:
-        gate["max_golden_loss_points"] = config.gate_max_golden_loss
+    gate: dict[str, Any] = {}
     paths = {}
     for name, data in (("drift", drift), ("release", release), ("sampling", sampling),
                        ("gate", gate)):
@@ -551,12 +528,6 @@ def tiny(config: DemoConfig) -> DemoConfig:
     return replace(config, fps=2.0, fault_at=30, drift_at=130, reference_frames=200,
                    eval_frames=40, label_budget=50, drift_window=50, drift_every_s=15.0,
                    canary_min_frames=30,
-                   # The gate's slices are tiny here (15 drift frames, 40 golden): a point or two
-                   # of mAP50-95 is noise (measured in CI: +1.39 drift, -1.79 golden refused a
-                   # 4-epoch candidate; a 6-epoch one passed and won back 15 mAP50 points on the
-                   # held-out sets). The candidate must not be worse on the drift slice; the e2e
-                   # checks recovery on its own held-out sets.
-                   gate_min_drift_gain=0.0, gate_max_golden_loss=3.0,
                    # 4 fine-tune epochs: measured val mAP50 0.818 after 4, 0.823 after 6;
                    # validated after the last one only.
                    project=ProjectSizes(seed_train=160, seed_val=40, seed_test=40, epochs=4,

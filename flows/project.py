@@ -89,10 +89,10 @@ def dvc_stages() -> dict[str, object]:
             ["metrics/evaluate.json", "metrics/export.json", "edgeloop.yaml"], [],
             metrics=["metrics/gate.json"]),
         "profile": stage(
-            f"edgeloop stage profile --gate metrics/gate.json --images {prepared}/val/images "
+            f"edgeloop stage profile --gate metrics/gate.json --images {prepared}/current/images "
             f"--out {candidate}/reference.parquet",
             ["metrics/gate.json", f"{candidate}/model.onnx", f"{candidate}/model.int8.onnx",
-             f"{prepared}/val/images"], ["profile"], outs=[f"{candidate}/reference.parquet"]),
+             f"{prepared}/current"], ["profile"], outs=[f"{candidate}/reference.parquet"]),
     }}
 
 

@@ -42,6 +42,27 @@ def label_path(image: Path) -> Path:
     return image.with_suffix(".txt")
 
 
+LABELLED_OBJECTS = "labelled_objects"  # the reference profile's column of labelled objects
+
+
+def labelled_objects(image: Path) -> int | None:
+    """Objects labelled in `image`: the lines of its label file; None when it has none (an
+    image without a label file is not known to be empty)."""
+    label = label_path(image)
+    if not label.is_file():
+        return None
+    return sum(1 for line in label.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def add_labelled_objects(rows: Sequence[dict[str, object]], images: Sequence[Path]) -> None:
+    """Give each replayed row (its `source_name`: an image's file name) the objects labelled in
+    that image, so the canary knows how many objects per frame the line shows."""
+    by_name = {image.name: image for image in images}
+    for row in rows:
+        image = by_name.get(str(row.get("source_name")))
+        row[LABELLED_OBJECTS] = labelled_objects(image) if image is not None else None
+
+
 def class_names(document: Mapping[str, object], where: Path) -> tuple[str, ...]:
     names = document.get("names")
     if isinstance(names, dict) and names:

@@ -23,7 +23,7 @@ from flows.project import SEED_DIR, SEED_YAML
 from flows.release.candidate import ReleaseError, git_head, input_signature, params_hash
 from flows.release.publish import build_manifest, publish
 from flows.release.tuf import ReleaseRepository
-from flows.yolo_dataset import DatasetError, golden_split, read_dataset
+from flows.yolo_dataset import DatasetError, add_labelled_objects, golden_split, read_dataset
 from hub.client import HubClient
 
 REFERENCE_FILE = "reference.parquet"
@@ -82,8 +82,9 @@ def bootstrap(client: HubClient, new_repository: Callable[[], ReleaseRepository]
         raise ReleaseError("no images to replay for the reference profile")
     repo = new_repository()
     reference = work / REFERENCE_FILE
-    rows = replay_rows(Detector(onnx, threads=0), image_frames(images[:MAX_REFERENCE_FRAMES]),
-                       progress=progress)
+    replayed = images[:MAX_REFERENCE_FRAMES]
+    rows = replay_rows(Detector(onnx, threads=0), image_frames(replayed), progress=progress)
+    add_labelled_objects(rows, replayed)
     write_parquet(rows, reference)
     files = {MODEL_FILE: onnx, REFERENCE_FILE: reference}
     manifest = build_manifest(

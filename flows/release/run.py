@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from edge_runtime.contract import ReleaseManifest
 from flows.reference import REFERENCE_FILE, model_versions
-from flows.release.canary import CanaryVerdict, DeviceReport, Verdict, decide
+from flows.release.canary import CanaryConfig, CanaryVerdict, DeviceReport, Verdict, decide
 from flows.release.candidate import ReleaseError
 from flows.release.rollback import roll_back
 from flows.release.settings import ReleaseConfig
@@ -74,11 +74,24 @@ def fetch_canary(client: HubClient, manifest: ReleaseManifest, config: ReleaseCo
     parent = manifest.lineage.parent_release
     if parent is not None and len(rows):
         old_versions = model_versions(client.release(parent))
-        previous = rows[rows["model_version"].isin(old_versions - new_versions)]
+        previous = same_line_now(rows[rows["model_version"].isin(old_versions - new_versions)],
+                                 since, config.canary)
     devices = [DeviceReport(d.device_id, d.status.release_version, d.status.last_error)
                for d in canary.values()
                if d.status is not None and d.status.sent_at >= since]
     return CanaryInputs(new, reference_profile(client, manifest), previous, devices, since)
+
+
+def same_line_now(previous: pd.DataFrame, since: datetime, config: CanaryConfig
+                  ) -> pd.DataFrame:
+    """The previous version's frames on the line as it is now: those captured since the canary
+    began (on the devices that still run it); when they are too few to compare (every device is
+    a canary, say), its newest `min_frames` frames. Not its frames from days before, from before
+    the drift the release answers."""
+    concurrent = previous[previous["captured_at"] >= since]
+    if len(concurrent) >= config.min_baseline_frames:
+        return concurrent
+    return previous.sort_values("captured_at").tail(config.min_frames)
 
 
 def reference_profile(client: HubClient, manifest: ReleaseManifest) -> pd.DataFrame | None:

@@ -3,7 +3,7 @@ device's own detector (its letterbox, decoding and NMS), so the gate scores what
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +172,25 @@ def evaluate_slices(model_path: Path, slices: Mapping[str, Path], *, imgsz: int 
         list_images(folder)  # every folder checked before the first one costs inference time
     detector = open_detector(model_path, imgsz, threads)
     return {name: evaluate_folder(detector, folder, progress) for name, folder in slices.items()}
+
+
+def paired_latency(models: Mapping[str, Path], images: Sequence[Path], *,
+                   imgsz: int | None = None, threads: int = 0) -> dict[str, LatencyStats]:
+    """Inference time of several ONNX files on the same images, interleaved: each image through
+    every file in turn, the order rotating, so a load that comes and goes on a shared machine
+    (devices streaming beside the retrain) weighs on all of them alike. Timed one after the
+    other instead, their ratio moves with the load."""
+    detectors = {name: open_detector(path, imgsz, threads) for name, path in models.items()}
+    names = list(detectors)
+    frames = [_read_image(path) for path in images]
+    for detector in detectors.values():
+        for _ in range(WARMUP_FRAMES):
+            detector(frames[0])
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for i, image in enumerate(frames):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            samples[name].append(detectors[name](image).infer_ms)
+    return {name: LatencyStats.of(times) for name, times in samples.items()}
 
 
 def count_images(slices: Mapping[str, Path]) -> int:

@@ -9,7 +9,10 @@ Slices written by `write_plan` (each a YOLO folder, `images/` + `labels/`):
 - `drift`: the newest increment's held-out groups, the current drift slice the gate scores
   (the newest increments together, when the newest alone is a single group);
 - `golden`: the seed test set plus every earlier increment's held-out groups, the regression
-  set a challenger must not lose on.
+  set a challenger must not lose on;
+- `current`: every frame of the newest increment(s), training and held-out groups: the line as
+  the latest labels show it, which the release's reference profile replays (its canary compares
+  the devices' frames with that, not with the old domain).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from flows.yolo_dataset import YoloDataset, golden_split
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MANIFEST = "manifest.json"
-SLICES = ("train", "val", "drift", "golden")
+SLICES = ("train", "val", "drift", "golden", "current")
 
 
 class PrepareError(ValueError):
@@ -76,12 +79,13 @@ class Plan:
     val: tuple[Frame, ...]
     drift: tuple[Frame, ...]
     golden: tuple[Frame, ...]
+    current: tuple[Frame, ...]
     replayed: int  # old frames in train
     newest: str  # the increment(s) whose held-out groups are the drift slice
 
     def slice(self, name: str) -> tuple[Frame, ...]:
         return {"train": self.train, "val": self.val, "drift": self.drift,
-                "golden": self.golden}[name]
+                "golden": self.golden, "current": self.current}[name]
 
 
 # -- pure planning ----------------------------------------------------------------------------
@@ -152,7 +156,8 @@ def plan_dataset(seed_train: Sequence[Frame], seed_val: Sequence[Frame],
     return Plan(train=(*new_train, *replay),
                 val=(*seed_val, *held_earlier, *drift),
                 drift=tuple(drift), golden=(*seed_test, *held_earlier),
-                replayed=len(replay), newest=", ".join(i.name for i in newest))
+                current=(*new_train, *drift), replayed=len(replay),
+                newest=", ".join(i.name for i in newest))
 
 
 # -- reading and writing ----------------------------------------------------------------------

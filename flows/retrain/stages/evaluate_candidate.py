@@ -15,6 +15,7 @@ from flows.retrain.stages.params import stage_params
 
 KEYS = {"imgsz", "threads"}
 SLICES = ("golden", "drift")
+PAIRED_FRAMES = 60  # frames each file is timed on, interleaved with the others
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--plots", type=Path, required=True, help="per-class AP table to write")
     args = parser.parse_args(argv)
-    from flows.retrain.onnx_eval import evaluate_slices
+    from flows.retrain.onnx_eval import evaluate_slices, list_images, paired_latency
 
     p = stage_params(args.params, args.section, KEYS)
     slices = {name: args.data / name for name in SLICES}
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> None:
                   f"infer p95 {result.infer.p95_ms:.1f} ms", file=sys.stderr, flush=True)
             rows += [{"model": model, "slice": name, "class": c, "ap50": ap}
                      for c, ap in s.ap50_per_class.items()]
+    # The gate's latency ratio: the files timed side by side, on the same frames.
+    timed = [i for folder in slices.values() for i in list_images(folder)][:PAIRED_FRAMES]
+    for model, stats in paired_latency(files, timed, imgsz=p["imgsz"],
+                                       threads=p["threads"]).items():
+        results[model]["paired_latency"] = stats.as_dict()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"imgsz": p["imgsz"], "models": results}, indent=2) + "\n")
     args.plots.parent.mkdir(parents=True, exist_ok=True)

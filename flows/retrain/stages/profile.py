@@ -1,5 +1,6 @@
 """Stage `profile`: the release's reference telemetry: the file the gate chose, run through the
-device's exact pipeline (`edge replay`) over the validation images, one FrameStats row each."""
+device's exact pipeline (`edge replay`) over the newest labelled frames (the line as it is now),
+one FrameStats row each with the objects its label holds (`labelled_objects`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 from edge_runtime.detector import Detector
 from edge_runtime.replay import replay_rows, write_parquet
-from edge_runtime.sources import open_source
+from edge_runtime.sources import image_frames
 from flows.checks import GateReport
 from flows.retrain.stages.params import stage_params
+from flows.yolo_dataset import IMAGE_SUFFIXES, add_labelled_objects
 
 KEYS = {"imgsz"}
 
@@ -30,7 +32,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.gate}: no {artefact} file in the gate's files")
     model = Path(file)
     detector = Detector(model, imgsz=p["imgsz"])
-    rows = replay_rows(detector, open_source(str(args.images)), device_id="reference")
+    images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise SystemExit(f"{args.images}: no images to replay")
+    rows = replay_rows(detector, image_frames(images), device_id="reference")
+    add_labelled_objects(rows, images)
     write_parquet(rows, args.out)
     print(f"reference telemetry: {len(rows)} frames through {artefact} {model} -> {args.out}",
           flush=True)

@@ -70,12 +70,14 @@ def test_demo_configs_are_the_packaged_defaults_at_the_demos_sizes(tmp_path: Pat
     assert gate.max_golden_loss_points == GateConfig().max_golden_loss_points
 
 
-def test_the_tiny_loop_relaxes_only_the_gates_accuracy_limits(tmp_path: Path) -> None:
-    gate = load_gate_config(write_demo_configs(tiny(DemoConfig()), tmp_path)["gate"])
-    assert (gate.min_drift_gain_points, gate.max_golden_loss_points) == (0.0, 3.0)
-    assert replace(gate, min_drift_gain_points=GateConfig().min_drift_gain_points,
-                   max_golden_loss_points=GateConfig().max_golden_loss_points) == replace(
-        GateConfig(), max_latency_ratio=2.0)
+@pytest.mark.parametrize("size", ["demo", "tiny"])
+def test_the_loop_runs_the_shipped_canary_and_gate(tmp_path: Path, size: str) -> None:
+    config = DemoConfig() if size == "demo" else tiny(DemoConfig())
+    paths = write_demo_configs(config, tmp_path)
+    release = load_release_config(paths["release"])
+    shipped = load_release_config()
+    assert release.canary == replace(shipped.canary, min_frames=config.canary_min_frames)
+    assert load_gate_config(paths["gate"]) == load_gate_config()
 
 
 class _Desk:
