@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
+
+from demo.scenario import DEVICE_ONLY, LINE_WIDE, NO_FAULT, fault_layers, fleet_layers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,13 +80,38 @@ class LogLines:
             self.console.print(line, highlight=False, soft_wrap=True)
 
 
+def _refusing(layers_of: Callable[[str, int], object]) -> Callable[..., str]:
+    """A click callback that refuses a spec `layers_of` refuses, in one line; the onsets are
+    checked against each other once the sizes are known."""
+
+    def check(ctx: click.Context, param: click.Parameter, spec: str) -> str:
+        try:
+            layers_of(spec, 1)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+        return spec
+
+    return check
+
+
 @click.command()
 @click.option("--out", default=ROOT / "var" / "demo", show_default=True,
               type=click.Path(path_type=Path, file_okay=False),
               help="Where the report, the plot, summary.json, logs and servers' data go.")
 @click.option("--devices", default=3, show_default=True, type=click.IntRange(min=3),
-              help="Simulated edge devices (the first on the canary channel, the last one's "
-                   "camera gets bumped).")
+              help="Simulated edge devices (the first on the canary channel, the last one "
+                   "gets the --fault).")
+@click.option("--fleet-drift", default="new_variant", show_default=True,
+              callback=_refusing(fleet_layers),
+              help=f"What reaches every device: a line-wide scenario ({', '.join(LINE_WIDE)}), "
+                   "several at once (dusk+line_speedup) or layers each arriving at its own frame "
+                   "(new_variant@450,dusk@600); a layer without @FRAME arrives at the "
+                   "size's drift frame.")
+@click.option("--fault", default="camera_bump", show_default=True,
+              callback=_refusing(fault_layers),
+              help=f"What happens to the last device's camera alone, before the fleet drift: a "
+                   f"device-only scenario ({', '.join(DEVICE_ONLY)}), written as --fleet-drift "
+                   f"is (without @FRAME: at the size's fault frame), or {NO_FAULT}.")
 @click.option("--fps", default=None, type=click.FloatRange(min=0.5),
               help="Each device's camera rate, frames per second (default 3; tiny: 4).")
 @click.option("--size", type=click.Choice(["demo", "tiny"]), default="demo", show_default=True,
@@ -94,17 +122,18 @@ class LogLines:
               help="Stop the servers and exit when the loop is done (default: keep the UIs up "
                    "until Ctrl-C).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json at the end.")
-def demo(out: Path, devices: int, fps: float | None, size: str, timeout_min: float,
-         exit_at_end: bool, as_json: bool) -> None:
+def demo(out: Path, devices: int, fleet_drift: str, fault: str, fps: float | None, size: str,
+         timeout_min: float, exit_at_end: bool, as_json: bool) -> None:
     """Run the whole loop on this machine and measure it.
 
     Starts the hub (SQLite), Label Studio, a Prefect server and the Evidently UI, and several
     simulated devices streaming the synthetic line. Mid-stream one device's camera is bumped (a
-    device fault: reported, no retrain), then a new nut variant reaches every device (a fleet
-    event): the drift check raises the alarm, the most uncertain frames go to Label Studio where
-    a simulated annotator labels them, the labels become a DVC dataset version, the retrain
-    fine-tunes and gates a candidate, the release goes to the canary device and is promoted,
-    and the fleet updates. Writes OUT/report.md, OUT/timeline.png and OUT/summary.json.
+    device fault: reported, no retrain; see --fault), then a new nut variant reaches every
+    device (a fleet event; see --fleet-drift): the drift check raises the alarm, the most
+    uncertain frames go to Label Studio where a simulated annotator labels them, the labels
+    become a DVC dataset version, the retrain fine-tunes and gates a candidate, the release goes
+    to the canary device and is promoted, and the fleet updates. Writes OUT/report.md,
+    OUT/timeline.png and OUT/summary.json.
     """
     import os
     import signal
@@ -113,8 +142,6 @@ def demo(out: Path, devices: int, fps: float | None, size: str, timeout_min: flo
     from rich.console import Console
     from rich.live import Live
 
-    # SIGTERM (a supervisor, `timeout`) unwinds like Ctrl-C: every server started is stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # Flow and task logs go to the Prefect UI; the terminal shows the live view instead.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from demo.loop import DemoConfig, run_demo, tiny
@@ -123,7 +150,13 @@ def demo(out: Path, devices: int, fps: float | None, size: str, timeout_min: flo
     config = DemoConfig(out=out, devices=devices, timeout_s=timeout_min * 60)
     if size == "tiny":
         config = tiny(config)
+    try:  # at the sizes chosen: the fault must arrive before the fleet drift
+        config = replace(config, fleet_drift=fleet_drift, fault=fault)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint=["--fleet-drift", "--fault"]) from None
     config = replace(config, fps=fps) if fps is not None else config
+    # SIGTERM (a supervisor, `timeout`) unwinds like Ctrl-C: every server started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     console = Console(stderr=True)
     view = LiveView()
 

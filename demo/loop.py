@@ -31,6 +31,7 @@ import yaml
 
 from demo.project import ProjectSizes, build_project
 from demo.report import AccuracySample, DriftPoint, Marker, Summary, Timeline
+from demo.scenario import Arrival, DemoScenario, fault_layers, fleet_layers
 from flows.checks import Check
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +39,6 @@ CHAMPION = ROOT / "tests" / "fixtures" / "seed_best.pt"
 ADMIN_TOKEN = "edgeloop-demo-admin-token"
 EVAL_SEED = 9001  # held-out frames for the accuracy figures: never a device's stream
 REFERENCE_SEED = 4242
-FLEET_SCENARIO = "new_variant"
-FAULT_SCENARIO = "camera_bump"
 T = TypeVar("T")
 
 
@@ -52,8 +51,10 @@ class DemoConfig:
     out: Path = ROOT / "var" / "demo"
     devices: int = 3
     fps: float = 3.0  # each device's camera rate
-    fault_at: int = 150  # frame the last device's camera is bumped at (a device-only fault)
-    drift_at: int = 450  # frame the new nut variant reaches every device (the fleet event)
+    fault_at: int = 150  # frame the last device's fault arrives at (a layer without @ONSET)
+    drift_at: int = 450  # frame the fleet drift reaches every device (a layer without @ONSET)
+    fleet_drift: str = "new_variant"  # line-wide scenario(s), see demo.scenario
+    fault: str = "camera_bump"  # the last device's device-only scenario(s), or "none"
     project: ProjectSizes = field(default_factory=ProjectSizes)
     reference_frames: int = 300  # the seed release's reference profile (baseline frames)
     eval_frames: int = 100  # held-out frames per condition for the accuracy figures
@@ -72,25 +73,23 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if self.devices < 3:
             raise ValueError(f"devices={self.devices}: the demo needs at least 3 (one canary)")
-        if not 0 < self.fault_at < self.drift_at:
-            raise ValueError(f"fault_at={self.fault_at} must come before drift_at="
-                             f"{self.drift_at}: the fault is seen alone first")
+        scenario_of(self)  # refuses a bad fleet drift or fault, or a fault after the drift
 
 
 def device_ids(count: int) -> list[str]:
     return [f"cam-{i}" for i in range(1, count + 1)]
 
 
+def scenario_of(config: DemoConfig) -> DemoScenario:
+    """The config's fleet drift (on every device) and fault (on the last one) as layers."""
+    return DemoScenario(tuple(device_ids(config.devices)),
+                        fleet_layers(config.fleet_drift, config.drift_at),
+                        fault_layers(config.fault, config.fault_at))
+
+
 def device_sources(config: DemoConfig) -> dict[str, str]:
-    """Each device's `sim:` spec: the fleet drift on all; the camera bump on the last one."""
-    ids = device_ids(config.devices)
-    sources = {d: f"sim:{FLEET_SCENARIO}@{config.drift_at}" for d in ids}
-    sources[ids[-1]] = f"sim:{FAULT_SCENARIO}@{config.fault_at},{FLEET_SCENARIO}@{config.drift_at}"
-    return sources
-
-
-def all_conditions() -> list[str]:
-    return ["baseline", FLEET_SCENARIO, FAULT_SCENARIO, f"{FAULT_SCENARIO}+{FLEET_SCENARIO}"]
+    """Each device's `sim:` spec: the fleet drift on all; the fault on the last one too."""
+    return scenario_of(config).sources()
 
 
 # -- shared state between the conductor and the watcher ---------------------------------------
@@ -221,11 +220,12 @@ class Fleet:
     champion_onnx: Path
 
 
-def score_models(state: DemoState, model: Path, eval_dir: Path, threads: int = 1) -> str:
+def score_models(state: DemoState, model: Path, eval_dir: Path, conditions: list[str],
+                 threads: int = 1) -> str:
     """mAP50 of one ONNX model on each condition's held-out frames, into `state.accuracy`."""
     from flows.retrain.onnx_eval import evaluate_slices
 
-    slices = {c: eval_dir / c for c in all_conditions()}
+    slices = {c: eval_dir / c for c in conditions}
     results = evaluate_slices(model, slices, threads=threads)
     version = next(iter(results.values())).model_version
     with state.lock:
@@ -237,7 +237,7 @@ def score_models(state: DemoState, model: Path, eval_dir: Path, threads: int = 1
 def render_eval_sets(config: DemoConfig, eval_dir: Path) -> None:
     from sim.dataset import render_dataset
 
-    for condition in all_conditions():
+    for condition in scenario_of(config).conditions():
         if not (eval_dir / condition / "images").is_dir():
             render_dataset(eval_dir / condition, condition, config.eval_frames, EVAL_SEED,
                            config.project.imgsz, split="eval")
@@ -300,7 +300,8 @@ def label_round(state: DemoState, fleet: Fleet, config: DemoConfig, out: Path,
 
     sent = 0
     deadline = time.monotonic() + config.label_wait_s
-    lookup = TruthLookup(all_conditions(), max_index=config.drift_at * 4)
+    scenario = scenario_of(config)
+    lookup = TruthLookup(scenario.conditions(), max_index=scenario.last_onset * 4)
     labelled = 0
     while True:
         overrides = labelling_overrides(fleet, out, config.label_budget - sent)
@@ -363,22 +364,14 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
     from flows.retrain.flow import retrain
 
     ids = device_ids(config.devices)
-    fault_device = ids[-1]
+    scenario = scenario_of(config)
+    arrivals = scenario.arrivals()
     next_check = 0.0
     faults_marked: set[str] = set()
-    onset_marked = fault_marked = False
     state.phase = f"watching the fleet (drift check every {config.drift_every_s:.0f} s)"
     while True:  # -- drift checks until a fleet-wide event
         _check_time(deadline, "no fleet-wide drift alarm", health)
-        frame = state.fleet_frame()
-        if not fault_marked and frame >= config.fault_at:
-            state.mark("device_fault", f"{fault_device}: camera bumped (frame "
-                                       f"{config.fault_at})", config.fault_at)
-            fault_marked = True
-        if not onset_marked and frame >= config.drift_at:
-            state.mark("drift_onset", f"new nut variant on every device (frame "
-                                      f"{config.drift_at})", config.drift_at)
-            outcome.onset_t, onset_marked = state.t(), True
+        mark_arrivals(state, arrivals, outcome)
         if time.monotonic() < next_check:
             time.sleep(0.5)
             continue
@@ -390,7 +383,7 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
                 faults_marked.add(device)
                 state.say(f"drift check: {device} drifts alone -> a device fault, no retrain")
         if fleet_report.fleet_event:
-            if not onset_marked:  # an alarm before the drift: a false alarm, reported as such
+            if outcome.onset_t is None:  # an alarm before the drift: a false alarm, so said
                 state.say("fleet-wide alarm BEFORE the drift onset (false alarm)")
             outcome.alarm_frame = state.fleet_frame()
             groups = ", ".join(g.value for g in fleet_report.event_groups)
@@ -398,7 +391,8 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
             break
         state.say(f"drift check: {sum(1 for d in sweep.devices if d.verdict and d.verdict.drift)}"
                   f"/{len(sweep.devices)} devices drifting, no fleet event")
-    outcome.fault_isolated = fault_device in faults_marked and onset_marked
+    outcome.fault_isolated = scenario.faulted_device in faults_marked \
+        and outcome.onset_t is not None
     state.phase = "labelling: request, annotate in Label Studio, collect into DVC"
     started = time.monotonic()
     # The frames of the window that raised the alarm: what the annotators should see first.
@@ -420,7 +414,7 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
     if not candidate.ship or candidate.model is None:
         raise DemoError("the gate refused the candidate: " + "; ".join(candidate.reasons))
     state.say(f"gate passed: ship {candidate.artefact}")
-    version = score_models(state, candidate.model, out / "eval")
+    version = score_models(state, candidate.model, out / "eval", scenario.conditions())
     state.phase = "release: sign, publish to canary"
     published = release(project=str(fleet.project), hub_url=fleet.hub_url,
                         config_path=str(configs["release"]))
@@ -431,6 +425,7 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
     while True:
         _check_time(deadline, "the canary gave no verdict", health)
         time.sleep(config.canary_every_s)
+        mark_arrivals(state, arrivals, outcome)  # a fleet layer arriving after the alarm
         decided = canary_decision(project=str(fleet.project), hub_url=fleet.hub_url,
                                   config_path=str(configs["release"]))
         outcome.canary_checks = decided.checks
@@ -444,6 +439,7 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
     state.phase = "fleet: stable devices install the release"
     while True:
         _check_time(deadline, "not every device installed the release", health)
+        mark_arrivals(state, arrivals, outcome)
         with state.lock:
             running = [v.model_version for v in state.devices.values()]
         if len(running) >= config.devices and all(v == version for v in running):
@@ -451,6 +447,17 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
             state.mark("fleet_updated", f"every device runs {published.manifest.release_id}")
             return
         time.sleep(1.0)
+
+
+def mark_arrivals(state: DemoState, arrivals: list[Arrival], outcome: Outcome) -> None:
+    """Marks the layers the fleet has reached by now, taking them off `arrivals`; the first
+    fleet layer's is the drift onset that the minutes to the fleet updated count from."""
+    frame = state.fleet_frame()
+    while arrivals and frame >= arrivals[0].frame:
+        arrival = arrivals.pop(0)
+        state.mark(arrival.kind, arrival.label, arrival.frame)
+        if arrival.kind == "drift_onset" and outcome.onset_t is None:
+            outcome.onset_t = state.t()
 
 
 def _check_time(deadline: float, what: str, health: Callable[[], None] | None = None) -> None:
@@ -483,21 +490,25 @@ def monitor_overhead_pct(status_files: list[Path]) -> float:
 def summarise(state: DemoState, outcome: Outcome, config: DemoConfig,
               seed_version: str, status_files: list[Path]) -> Summary:
     acc = state.accuracy
+    scenario = scenario_of(config)
     minutes = None
     if outcome.updated_t is not None and outcome.onset_t is not None:
         minutes = round((outcome.updated_t - outcome.onset_t) / 60.0, 2)
-    after_release = acc.get((outcome.release_model, FLEET_SCENARIO)) \
+    after_release = acc.get((outcome.release_model, scenario.drifted)) \
         if outcome.release_model else None
     return Summary(
+        fleet_drift=config.fleet_drift,
+        fault=config.fault,
         frames_to_alarm=None if outcome.alarm_frame is None
-        else max(0, outcome.alarm_frame - config.drift_at),
+        else max(0, outcome.alarm_frame - scenario.drift_onset),
         labels_used=outcome.labels_used,
         map50_before_drift=acc[(seed_version, "baseline")],
-        map50_after_drift=acc[(seed_version, FLEET_SCENARIO)],
+        map50_after_drift=acc[(seed_version, scenario.drifted)],
         map50_after_release=after_release,
         minutes_drift_to_fleet_updated=minutes,
         monitor_overhead_pct=monitor_overhead_pct(status_files),
-        device_fault_isolated=outcome.fault_isolated,
+        device_fault_isolated=None if scenario.faulted_device is None
+        else outcome.fault_isolated,
         retrain_stages_s=dict(outcome.retrain_stages_s),
         canary_checks=tuple(outcome.canary_checks))
 
@@ -506,7 +517,7 @@ def timeline_of(state: DemoState, config: DemoConfig) -> Timeline:
     with state.lock:
         return Timeline(tuple(device_ids(config.devices)), tuple(state.samples),
                         tuple(state.drift), tuple(sorted(state.markers, key=lambda m: m.t_s)),
-                        device_ids(config.devices)[-1])
+                        scenario_of(config).faulted_device)
 
 
 @dataclass(frozen=True)
@@ -704,7 +715,8 @@ def run_demo(config: DemoConfig, *, on_state: Callable[[DemoState], None] | None
                                       {"configs/gate.yaml": configs["gate"].read_text()})
         state.phase = "rendering held-out frames and scoring the seed model on them"
         render_eval_sets(config, out / "eval")
-        seed_version = score_models(state, champion_onnx, out / "eval")
+        seed_version = score_models(state, champion_onnx, out / "eval",
+                                    scenario_of(config).conditions())
         state.phase = "waiting for Label Studio"
         ls = ls_started.result()
         urls = {"Prefect UI": prefect.url, "Label Studio": ls.url,

@@ -22,10 +22,10 @@ from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.slow
 
-SUMMARY_KEYS = {"frames_to_alarm", "labels_used", "map50_before_drift", "map50_after_drift",
-                "map50_after_release", "minutes_drift_to_fleet_updated", "monitor_overhead_pct",
-                "device_fault_isolated", "labels_per_recovered_map50_point", "retrain_stages_s",
-                "canary_checks"}
+SUMMARY_KEYS = {"fleet_drift", "fault", "frames_to_alarm", "labels_used", "map50_before_drift",
+                "map50_after_drift", "map50_after_release", "minutes_drift_to_fleet_updated",
+                "monitor_overhead_pct", "device_fault_isolated",
+                "labels_per_recovered_map50_point", "retrain_stages_s", "canary_checks"}
 
 
 def read_back(urls: dict[str, str], out: Path) -> dict[str, Any]:

@@ -29,7 +29,7 @@ DEVICES = ("cam-a", "cam-b", "cam-c")
 SUMMARY = Summary(frames_to_alarm=240, labels_used=180, map50_before_drift=0.8,
                   map50_after_drift=0.41234, map50_after_release=0.78,
                   minutes_drift_to_fleet_updated=11.256, monitor_overhead_pct=1.234,
-                  device_fault_isolated=True)
+                  device_fault_isolated=True, fleet_drift="new_variant", fault="camera_bump")
 
 
 def three_device_timeline() -> Timeline:
@@ -85,6 +85,8 @@ def test_a_dict_missing_a_key_is_not_a_timeline():
 
 def test_summary_json_has_the_eight_headline_figures_rounded_and_what_explains_them():
     assert SUMMARY.to_json_dict() == {
+        "fleet_drift": "new_variant",
+        "fault": "camera_bump",
         "frames_to_alarm": 240,
         "labels_used": 180,
         "map50_before_drift": 0.8,
@@ -149,6 +151,17 @@ def test_an_unisolated_device_fault_misses_its_target():
     assert met(replace(SUMMARY, device_fault_isolated=False), "device fault isolated") is False
 
 
+def test_a_run_without_a_fault_has_no_isolation_figure_to_meet() -> None:
+    summary = replace(SUMMARY, device_fault_isolated=None, fault="none")
+    assert summary.to_json_dict()["device_fault_isolated"] is None
+    assert summary.to_json_dict()["fault"] == "none"
+    assert met(summary, "device fault isolated") is None
+    assert rich_summary_table(summary).row_count == len(SUMMARY.checks())
+    text = report_markdown(summary, minimal_timeline(), urls={}, timings={})
+    assert "| device fault isolated | no fault in this run | – | – |" in text
+    assert "Fleet drift `new_variant` on every device; fault `none`." in text
+
+
 def test_checks_have_one_row_per_headline_figure_and_untargeted_ones_are_unmarked():
     rows = summary_rows(SUMMARY)
     assert [r[0] for r in rows] == [
@@ -201,7 +214,8 @@ def test_report_markdown_has_the_headline_rows_and_the_markers_in_time_order():
     assert positions == sorted(positions)  # given reversed, reported in time order
     assert "`00:40` frame 400: drift_onset here" in text
     assert "`01:40` frame 1000: fleet_updated here" in text
-    assert "| cam-c (camera bumped) | v2 | 1100 | 0.300 | clear |" in text
+    assert "| cam-c (device fault) | v2 | 1100 | 0.300 | clear |" in text
+    assert "Fleet drift `new_variant` on every device; fault `camera_bump`." in text
     assert "| cam-a | v2 | 1100 | 0.780 | clear → fog |" in text
     assert "| retrain | 61.2 |" in text
     assert "<http://localhost:8000>" in text
