@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import onnx
+import pandas as pd  # type: ignore[import-untyped]
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
@@ -71,12 +73,14 @@ def tiny_onnx(path: Path, tag: str) -> None:
     onnx.save(model, str(path))
 
 
-def candidate(project: Path, tag: str, *, ship: bool = True) -> None:
+def candidate(project: Path, tag: str, *, ship: bool = True,
+              reference: pd.DataFrame | None = None) -> None:
     folder = project / "models" / "candidate"
     folder.mkdir(parents=True, exist_ok=True)
     tiny_onnx(folder / "model.onnx", f"fp32 {tag}")
     tiny_onnx(folder / "model.int8.onnx", f"int8 {tag}")
-    telemetry(0, 1000, device_id="reference").to_parquet(folder / "reference.parquet")
+    reference = telemetry(0, 1000, device_id="reference") if reference is None else reference
+    reference.to_parquet(folder / "reference.parquet")
     gate = {"ship": ship, "artefact": "int8" if ship else None,
             "reasons": [] if ship else ["drift mAP50-95 gain 0.4 < 2"],
             "checks": [{"name": "drift_gain", "passed": ship, "value": 3.25 if ship else 0.4,
@@ -93,10 +97,11 @@ def flow_args(hub: RunningHub, project: Path) -> dict[str, Any]:
             "config_path": str(project / "release.yaml")}
 
 
-def publish(hub: RunningHub, project: Path, tag: str) -> ReleaseManifest:
+def publish(hub: RunningHub, project: Path, tag: str,
+            reference: pd.DataFrame | None = None) -> ReleaseManifest:
     from flows.release.flow import release
 
-    candidate(project, tag)
+    candidate(project, tag, reference=reference)
     outcome = release(git_commit="c0ffee" * 6 + "abcd", **flow_args(hub, project))
     assert outcome.verdict is None and outcome.action == "assigned to canary"
     return outcome.manifest
@@ -111,12 +116,15 @@ def model_version(manifest: ReleaseManifest) -> str:
 
 
 def run_devices(hub: RunningHub, tokens: dict[str, str], manifest: ReleaseManifest, frames: int,
-                *, seed: int, worse: bool = False) -> None:
-    """Each device sends `frames` frames on the release (from now on) and a heartbeat."""
+                *, seed: int, worse: bool = False, detections: float | None = None) -> None:
+    """Each device sends `frames` frames on the release (from now on) and a heartbeat;
+    `detections`: that many per frame on average (else telemetry()'s 3)."""
     start = datetime.now(UTC) + timedelta(seconds=1)
     for i, (device_id, token) in enumerate(tokens.items()):
         rows = telemetry(seed + i, frames, device_id=device_id,
                          model_version=model_version(manifest), start=start)
+        if detections is not None:
+            rows["detections"] = np.random.default_rng(seed + i).poisson(detections, frames)
         if worse:  # half the detections, less sure of them
             rows["detections"] = rows["detections"] // 2
             rows["conf_mean"] = rows["conf_mean"] * 0.6
@@ -186,6 +194,38 @@ def test_healthy_canary_is_promoted_and_what_devices_verify_is_that_release(
     assert ReleaseManifest.model_validate(info.custom[TARGET_MANIFEST_FIELD]) == v2
     with sqlite_hub.device(token) as client:
         assert client.assignment() == v2
+
+
+@pytest.mark.parametrize("blind", [False, True])
+def test_after_a_fleet_wide_shift_the_shipped_canary_promotes_a_fix_and_rolls_back_a_blind_one(
+        harness, sqlite_hub, project, fleet, blind) -> None:
+    """The line changed: it shows 3.5 objects per frame (the round's labels), v1 over-detects
+    (4.8 per frame on the stable devices, meanwhile), v2 finds 3.7 as it did on the labelled
+    frames; a blind v2 finds next to nothing. Only the sizes of configs/release.yaml's canary are the test's."""
+    from flows.release.flow import canary_decision
+
+    v1 = publish(sqlite_hub, project, "v1")
+    from flows.release.flow import human_decision
+
+    human_decision(v1.release_id, "promote", who="the test", **flow_args(sqlite_hub, project))
+    rng = np.random.default_rng(5)
+    reference = telemetry(0, 200, device_id="reference").assign(
+        detections=rng.poisson(3.7, 200), labelled_objects=rng.poisson(3.5, 200))
+    v2 = publish(sqlite_hub, project, "v2", reference=reference)
+    run_devices(sqlite_hub, fleet["stable"], v1, 300, seed=10, detections=4.8)
+    run_devices(sqlite_hub, fleet["canary"], v2, 300, seed=20, detections=0.3 if blind else 3.7,
+                worse=blind)
+    outcome = canary_decision(**flow_args(sqlite_hub, project))
+    checks = {c.name: c for c in outcome.checks}
+    assert set(checks) >= {"detection_rate_vs_reference", "confidence_ks_vs_reference",
+                           "detection_rate_vs_previous", "latency_p95_vs_previous"}
+    if blind:
+        assert outcome.verdict is Verdict.ROLLBACK
+        assert not checks["detection_rate_vs_reference"].passed
+        assert not checks["detection_rate_vs_previous"].passed
+    else:
+        assert outcome.verdict is Verdict.PROMOTE, outcome.reasons
+        assert checks["detection_rate_vs_previous"].value < 0  # nearer the labels than v1
 
 
 def test_worse_canary_is_rolled_back_by_publishing_the_good_files_as_a_new_version(

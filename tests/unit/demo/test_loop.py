@@ -187,7 +187,10 @@ def test_the_loop_runs_the_shipped_canary_and_gate(tmp_path: Path, size: str) ->
     paths = write_demo_configs(config, tmp_path)
     release = load_release_config(paths["release"])
     shipped = load_release_config()
-    assert release.canary == replace(shipped.canary, min_frames=config.canary_min_frames)
+    sizes = {"min_frames": config.canary_min_frames,
+             "min_baseline_frames": config.canary_min_baseline_frames
+             or shipped.canary.min_baseline_frames}
+    assert release.canary == replace(shipped.canary, **sizes)
     assert load_gate_config(paths["gate"]) == load_gate_config()
 
 
