@@ -349,6 +349,7 @@ class Outcome:
     stages_s: dict[str, float] = field(default_factory=dict)
     retrain_stages_s: dict[str, float] = field(default_factory=dict)  # dvc stage -> seconds
     canary_checks: list[Check] = field(default_factory=list)  # the last verdict's
+    gate_checks: list[Check] = field(default_factory=list)
 
 
 def stage_durations(starts: list[tuple[str, float]], end: float) -> dict[str, float]:
@@ -414,6 +415,7 @@ def conduct(state: DemoState, fleet: Fleet, config: DemoConfig, configs: dict[st
     candidate = retrain(repo=str(fleet.project), on_stage=on_stage)
     outcome.stages_s["retrain"] = round(time.monotonic() - started, 1)
     outcome.retrain_stages_s = stage_durations(stage_starts, time.monotonic())
+    outcome.gate_checks = [Check(**c) for c in candidate.gate.get("checks", [])]
     if not candidate.ship or candidate.model is None:
         raise DemoError("the gate refused the candidate: " + "; ".join(candidate.reasons))
     state.say(f"gate passed: ship {candidate.artefact}")
@@ -513,7 +515,7 @@ def summarise(state: DemoState, outcome: Outcome, config: DemoConfig,
         device_fault_isolated=None if scenario.faulted_device is None
         else outcome.fault_isolated,
         retrain_stages_s=dict(outcome.retrain_stages_s),
-        canary_checks=tuple(outcome.canary_checks))
+        canary_checks=tuple(outcome.canary_checks), gate_checks=tuple(outcome.gate_checks))
 
 
 def timeline_of(state: DemoState, config: DemoConfig) -> Timeline:

@@ -137,6 +137,11 @@ class Check:
     met: bool | None
 
 
+def _check_dict(check: CanaryCheck) -> dict[str, Any]:
+    return {"name": check.name, "passed": check.passed, "value": check.value,
+            "limit": check.limit, "detail": check.detail}
+
+
 @dataclass(frozen=True)
 class Summary:
     frames_to_alarm: int | None
@@ -151,6 +156,7 @@ class Summary:
     fault: str
     retrain_stages_s: Mapping[str, float] = field(default_factory=dict)  # dvc stage -> seconds
     canary_checks: tuple[CanaryCheck, ...] = ()  # the canary's last verdict, with its values
+    gate_checks: tuple[CanaryCheck, ...] = ()  # the release gate's, with its values
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -168,8 +174,8 @@ class Summary:
             "labels_per_recovered_map50_point": _round_or_none(
                 self.labels_per_recovered_point, 1),
             "retrain_stages_s": dict(self.retrain_stages_s),
-            "canary_checks": [{"name": c.name, "passed": c.passed, "value": c.value,
-                               "limit": c.limit} for c in self.canary_checks],
+            "gate_checks": [_check_dict(c) for c in self.gate_checks],
+            "canary_checks": [_check_dict(c) for c in self.canary_checks],
         }
 
     @property
@@ -413,11 +419,13 @@ def report_markdown(summary: Summary, timeline: Timeline, *, urls: Mapping[str, 
         lines += ["", "Retrain, by DVC stage:", ""]
         lines += _table(("retrain stage", "seconds"), [
             (stage, f"{seconds:.1f}") for stage, seconds in summary.retrain_stages_s.items()])
-    if summary.canary_checks:
-        lines += ["", "## Canary verdict", ""]
-        lines += _table(("check", "value", "limit", "passed"), [
-            (c.name, _num(c.value), _num(c.limit), "yes" if c.passed else "no")
-            for c in summary.canary_checks])
+    for title, checks in (("Release gate", summary.gate_checks),
+                          ("Canary verdict", summary.canary_checks)):
+        if checks:
+            lines += ["", f"## {title}", ""]
+            lines += _table(("check", "value", "limit", "passed"), [
+                (c.name, _num(c.value), _num(c.limit), "yes" if c.passed else "no")
+                for c in checks])
     lines += ["", "## UIs", ""]
     lines += [f"- {name}: <{url}>" for name, url in urls.items()] or ["- none"]
     return "\n".join(lines) + "\n"

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 SUMMARY_KEYS = {"fleet_drift", "fault", "frames_to_alarm", "labels_used", "map50_before_drift",
                 "map50_after_drift", "map50_after_release", "minutes_drift_to_fleet_updated",
                 "monitor_overhead_pct", "device_fault_isolated",
-                "labels_per_recovered_map50_point", "retrain_stages_s", "canary_checks"}
+                "labels_per_recovered_map50_point", "retrain_stages_s", "gate_checks",
+                "canary_checks"}
 
 
 def read_back(urls: dict[str, str], out: Path) -> dict[str, Any]:
@@ -89,6 +90,9 @@ def test_the_loop_closes_and_accuracy_on_the_drifted_domain_comes_back(
                            "latency_p95_vs_previous"}, checks
     assert all(c["passed"] for c in checks.values()), checks
     assert "objects per frame labelled" in checks["detection_rate_vs_previous"]["detail"]
+    # ... after the shipped gate passed it: the golden set within 1 mAP50-95 point.
+    gate = {c["name"]: c for c in saved["gate_checks"]}
+    assert gate["golden_loss"]["passed"] and gate["golden_loss"]["limit"] == 1.0, gate
     assert saved["labels_per_recovered_map50_point"] > 0
     assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "fleet-wide drift alarm" in (out / "report.md").read_text()

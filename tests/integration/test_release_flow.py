@@ -201,12 +201,11 @@ def test_after_a_fleet_wide_shift_the_shipped_canary_promotes_a_fix_and_rolls_ba
         harness, sqlite_hub, project, fleet, blind) -> None:
     """The line changed: it shows 3.5 objects per frame (the round's labels), v1 over-detects
     (4.8 per frame on the stable devices, meanwhile), v2 finds 3.7 as it did on the labelled
-    frames; a blind v2 finds next to nothing. Only the sizes of configs/release.yaml's canary are the test's."""
-    from flows.release.flow import canary_decision
+    frames; a blind v2 finds next to nothing. Only the sizes of configs/release.yaml's canary
+    are the test's."""
+    from flows.release.flow import canary_decision, human_decision
 
     v1 = publish(sqlite_hub, project, "v1")
-    from flows.release.flow import human_decision
-
     human_decision(v1.release_id, "promote", who="the test", **flow_args(sqlite_hub, project))
     rng = np.random.default_rng(5)
     reference = telemetry(0, 200, device_id="reference").assign(

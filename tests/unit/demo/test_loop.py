@@ -237,8 +237,9 @@ def test_the_summary_is_what_was_seen(tmp_path: Path) -> None:
         "device_fault_isolated": True,
         "labels_per_recovered_map50_point": 2.6,  # 64 labels won back 25 points
         "retrain_stages_s": {"train": 250.0},
+        "gate_checks": [],
         "canary_checks": [{"name": "error_devices", "passed": True, "value": 0.0,
-                           "limit": 0.0}]}
+                           "limit": 0.0, "detail": "none"}]}
     stopped = summarise(state, Outcome(), DemoConfig(), "seed", [])
     assert stopped.map50_after_release is None and stopped.frames_to_alarm is None
     assert math.isnan(monitor_overhead_pct([tmp_path / "missing.json"]))

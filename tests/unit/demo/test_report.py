@@ -97,6 +97,7 @@ def test_summary_json_has_the_eight_headline_figures_rounded_and_what_explains_t
         "device_fault_isolated": True,
         "labels_per_recovered_map50_point": 4.9,  # 180 labels for 36.8 points
         "retrain_stages_s": {},
+        "gate_checks": [],
         "canary_checks": [],
     }
     assert json.loads(json.dumps(SUMMARY.to_json_dict())) == SUMMARY.to_json_dict()
@@ -236,15 +237,18 @@ def test_the_summary_records_labels_per_point_retrain_stages_and_the_canary_chec
     from flows.checks import Check as CanaryCheck
 
     summary = replace(SUMMARY, retrain_stages_s={"prepare": 4.0, "train": 300.5},
-                      canary_checks=(CanaryCheck("error_devices", True, 0.0, 0.0, "none"),))
+                      canary_checks=(CanaryCheck("error_devices", True, 0.0, 0.0, "none"),),
+                      gate_checks=(CanaryCheck("golden_loss", True, 0.4, 1.0, "-0.40"),))
     data = summary.to_json_dict()
     # 180 labels won back 0.78 - 0.41234 = 36.8 mAP50 points
     assert data["labels_per_recovered_map50_point"] == pytest.approx(180 / 36.766, abs=0.05)
     assert data["retrain_stages_s"] == {"prepare": 4.0, "train": 300.5}
     assert data["canary_checks"] == [
-        {"name": "error_devices", "passed": True, "value": 0.0, "limit": 0.0}]
+        {"name": "error_devices", "passed": True, "value": 0.0, "limit": 0.0, "detail": "none"}]
+    assert data["gate_checks"][0]["name"] == "golden_loss"
     report = report_markdown(summary, minimal_timeline(), urls={}, timings={"retrain": 310.0})
     assert "| train | 300.5 |" in report and "| error_devices | 0 | 0 | yes |" in report
+    assert "## Release gate" in report and "| golden_loss | 0.4 | 1 | yes |" in report
     lost = replace(SUMMARY, map50_after_release=0.40)
     assert lost.to_json_dict()["labels_per_recovered_map50_point"] is None
 
