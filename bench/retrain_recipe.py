@@ -15,6 +15,7 @@ seed), mAP50-95 on the golden set (the gate's measure). Prints JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -40,11 +41,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "(repeat for several; default: params.yaml as it is)")
     p.add_argument("--scenario", default="new_variant", help="the drift the labels show")
     p.add_argument("--labels", type=int, default=100, help="labelled frames of the drift")
+    p.add_argument("--labelled", type=Path, default=None,
+                   help="a project's data/labelled (increments as the collect flow writes them, "
+                        "e.g. a demo run's) instead of rendered frames")
     p.add_argument("--eval-frames", type=int, default=100, help="held-out frames per domain")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     p.add_argument("--champion", type=Path, default=ROOT / "tests/fixtures/seed_best.pt")
     p.add_argument("--work", type=Path, default=ROOT / "var/bench/retrain_recipe")
-    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.add_argument("--json", action="store_true",
+                   help="accepted for the benches' common form: stdout is always one JSON object")
     return p.parse_args(argv)
 
 
@@ -60,10 +65,10 @@ def render_inputs(args: argparse.Namespace, imgsz: int) -> dict[str, Path]:
     if not (seed / "data.yaml").is_file():
         render_seed_dataset(seed, sizes)
     increment = args.work / f"labelled-{args.scenario}-{args.labels}-{imgsz}" / "batch-1"
-    if not (increment / "manifest.json").is_file():
+    if args.labelled is None and not (increment / "manifest.json").is_file():
         render_labelled_increment(increment, args.scenario, args.labels, INCREMENT_SEED,
                                   width=imgsz, created_at="2026-01-02T00:00:00+00:00")
-    folders = {"seed": seed, "labelled": increment.parent}
+    folders = {"seed": seed, "labelled": args.labelled or increment.parent}
     for domain in ("baseline", args.scenario):
         folder = args.work / f"eval-{domain}-{args.eval_frames}-{imgsz}"
         if not (folder / "images").is_dir():
@@ -133,6 +138,12 @@ def champion_scores(champion: Path, folders: dict[str, Path], work: Path, imgsz:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     use_offline_environment(ROOT / "var")
+    with contextlib.redirect_stdout(sys.stderr):  # Ultralytics prints: stdout is the JSON's
+        report = measure(args)
+    print(json.dumps(report))
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     base["finetune"]["weights"] = str(args.champion)
     if args.quick:
@@ -153,10 +164,9 @@ def main(argv: list[str] | None = None) -> None:
         outcome["golden_loss_points"] = round(
             100 * (champion["map50_95"]["golden"] - outcome["map50_95"]["golden"]), 2)
         results.append(outcome)
-        if not args.json:
-            print(json.dumps(outcome), file=sys.stderr, flush=True)
-    print(json.dumps({"bench": "retrain_recipe", "scenario": args.scenario,
-                      "labels": args.labels, "champion": champion, "recipes": results}))
+        print(json.dumps(outcome), file=sys.stderr, flush=True)
+    return {"bench": "retrain_recipe", "scenario": args.scenario, "labels": args.labels,
+            "champion": champion, "recipes": results}
 
 
 if __name__ == "__main__":

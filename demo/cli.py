@@ -113,7 +113,7 @@ def _refusing(layers_of: Callable[[str, int], object]) -> Callable[..., str]:
                    f"device-only scenario ({', '.join(DEVICE_ONLY)}), written as --fleet-drift "
                    f"is (without @FRAME: at the size's fault frame), or {NO_FAULT}.")
 @click.option("--fps", default=None, type=click.FloatRange(min=0.5),
-              help="Each device's camera rate, frames per second (default 3; tiny: 4).")
+              help="Each device's camera rate, frames per second (default 3; tiny: 2).")
 @click.option("--size", type=click.Choice(["demo", "tiny"]), default="demo", show_default=True,
               help="tiny: the end-to-end test's sizes (fewer frames, labels and epochs).")
 @click.option("--timeout", "timeout_min", default=30.0, show_default=True,

@@ -25,7 +25,7 @@ ELSEWHERE = {
 }
 TESTED_HERE = {"bench_edge_install", "bench_edge_monitor", "bench_hub_ingest", "bench_sim_render",
                "drift_many_classes", "drift_power", "export", "label_efficiency",
-               "many_class_model", "retrain_cycle"}
+               "many_class_model", "retrain_cycle", "retrain_recipe"}
 
 
 def run_bench(name: str, *flags: str) -> list[dict[str, Any]]:
@@ -184,3 +184,12 @@ def test_retrain_cycle_times_every_stage_and_reads_the_gate(tmp_path: Path) -> N
     assert isinstance(result["gate"]["ship"], bool)
     assert set(result["map50_95"]) >= {"champion", "fp32", "int8"}
     assert Path(result["project"]) == project and (project / "metrics" / "gate.json").is_file()
+
+
+def test_retrain_recipe_scores_each_recipe_against_the_champion(tmp_path: Path) -> None:
+    result = run_one("retrain_recipe", "--quick", "--work", str(tmp_path),
+                     "--recipe", "{}", "--recipe", '{"lr0": 0.001, "freeze": 10}')
+    assert [r["recipe"] for r in result["recipes"]] == [{}, {"lr0": 0.001, "freeze": 10}]
+    for recipe in result["recipes"]:
+        assert {"new_variant", "baseline", "golden"} == set(recipe["map50"])
+        assert is_number(recipe["train_s"]) and is_number(recipe["golden_loss_points"])
