@@ -8,7 +8,7 @@ Accuracy is in mAP50-95 points (0-100).
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,24 +136,38 @@ def _choose_file(inputs: GateInputs, config: GateConfig) -> tuple[Artefact, Chec
                                 f"int8 within {drop:.2f} mAP50-95 points of fp32: ship int8")
 
 
+def _accuracy(shipped: Scores, champion: Scores, config: GateConfig) -> list[Check]:
+    """The file's gain on the drift slice and its loss on the golden set, against the champion."""
+    gain = shipped.drift - champion.drift
+    loss = champion.golden - shipped.golden
+    return [
+        Check("drift_gain", gain >= config.min_drift_gain_points, round(gain, 4),
+              config.min_drift_gain_points,
+              f"drift slice mAP50-95 {champion.drift:.2f} -> {shipped.drift:.2f}"
+              f" ({gain:+.2f} points; needs >= +{config.min_drift_gain_points:g})"),
+        Check("golden_loss", loss <= config.max_golden_loss_points, round(loss, 4),
+              config.max_golden_loss_points,
+              f"golden set mAP50-95 {champion.golden:.2f} -> {shipped.golden:.2f} "
+              f"({-loss:+.2f} points; may lose at most {config.max_golden_loss_points:g})"),
+    ]
+
+
 def decide(inputs: GateInputs, config: GateConfig) -> GateVerdict:
     """Every check, in order: file integrity, which file, drift gain, golden loss, latency
-    (absolute and against the champion)."""
+    (absolute and against the champion). An int8 file close to fp32 ships, unless it alone
+    misses an accuracy limit that fp32 meets: then fp32 ships."""
     checks = _integrity(inputs.fp32_checks, config)
     artefact, choice = _choose_file(inputs, config)
-    checks.append(choice)
     shipped = inputs.int8 if artefact is Artefact.INT8 and inputs.int8 else inputs.fp32
-    gain = shipped.drift - inputs.champion.drift
-    checks.append(Check("drift_gain", gain >= config.min_drift_gain_points, round(gain, 4),
-                        config.min_drift_gain_points,
-                        f"drift slice mAP50-95 {inputs.champion.drift:.2f} -> {shipped.drift:.2f}"
-                        f" ({gain:+.2f} points; needs >= +{config.min_drift_gain_points:g})"))
-    loss = inputs.champion.golden - shipped.golden
-    checks.append(Check("golden_loss", loss <= config.max_golden_loss_points, round(loss, 4),
-                        config.max_golden_loss_points,
-                        f"golden set mAP50-95 {inputs.champion.golden:.2f} -> "
-                        f"{shipped.golden:.2f} ({-loss:+.2f} points; may lose at most "
-                        f"{config.max_golden_loss_points:g})"))
+    accuracy = _accuracy(shipped, inputs.champion, config)
+    if artefact is Artefact.INT8 and not all(c.passed for c in accuracy):
+        fp32 = _accuracy(inputs.fp32, inputs.champion, config)
+        if all(c.passed for c in fp32):
+            missed = ", ".join(c.name for c in accuracy if not c.passed)
+            artefact, shipped, accuracy = Artefact.FP32, inputs.fp32, fp32
+            choice = replace(choice, detail=f"{choice.detail.removesuffix(': ship int8')}, but "
+                                            f"int8 misses {missed} where fp32 does not: ship fp32")
+    checks += [choice, *accuracy]
     checks.append(_at_most("latency", shipped.latency_p95_ms, config.latency_budget_ms,
                            f"{artefact.value} p95 inference (ms)"))
     # Timed beside the champion in one run, the ratio holds on a loaded machine too.

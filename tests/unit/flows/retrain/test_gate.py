@@ -56,6 +56,17 @@ def test_forgetting_the_old_data_is_refused() -> None:
     assert not verdict.ship and failed(verdict.checks) == {"golden_loss"}
 
 
+def test_an_int8_file_that_alone_misses_the_golden_limit_falls_back_to_fp32() -> None:
+    # int8 within the int8 limit of fp32, but those 0.8 points take it past the golden limit
+    verdict = decide(inputs(fp32=replace(GOOD_FP32, golden=69.5),
+                            int8=replace(GOOD_INT8, golden=68.7)), CONFIG)
+    assert verdict.ship and verdict.artefact is Artefact.FP32, verdict.reasons
+    choice = next(c for c in verdict.checks if c.name == "int8_accuracy")
+    assert "int8 misses golden_loss where fp32 does not: ship fp32" in choice.detail
+    golden = next(c for c in verdict.checks if c.name == "golden_loss")
+    assert golden.value == pytest.approx(0.5)  # fp32's loss, the file that ships
+
+
 def test_an_int8_file_far_below_fp32_falls_back_to_fp32_and_says_why() -> None:
     verdict = decide(inputs(int8=replace(GOOD_INT8, drift=40.0)), CONFIG)
     assert verdict.ship and verdict.artefact is Artefact.FP32
