@@ -40,7 +40,7 @@ class PrepareError(ValueError):
 
 @dataclass(frozen=True)
 class PrepareSettings:
-    replay_share: float = 0.7  # share of the training set drawn from old frames
+    replay_share: float = 0.8  # share of the training set drawn from old frames
     val_share: float = 0.3  # share of each increment's frames held out (whole groups)
     group_frames: int = 150  # frame ids this close on one device are one group (5 s at 30 fps)
     seed: int = 0
