@@ -9,9 +9,10 @@ After a fleet-wide drift the version being replaced is wrong on the line as it i
 confidently so; a fix must not read as a regression. So the verdict judges the new release
 against what is known about the line now, not against the old domain:
 - the reference profile is the new release replayed on the newest labelled frames (the
-  retrain's `current` slice): the canary's live frames must look like that (detections per
-  frame, the confidence distribution), which catches a model that is blind, over-fires or
-  behaves otherwise on the device than it did when it was built;
+  retrain's `current` slice): the canary's confidence distribution must look like that, which
+  catches a model that behaves otherwise on the device than it did when it was built (its
+  detections per frame are compared only with an unlabelled profile: a labelled round's
+  frames were chosen for uncertainty, more crowded than the line);
 - the labels of those frames give the objects per frame the line shows: the new release's
   detections per frame must not stray further from that than the previous version's do, the
   previous version measured on the same line at the same time (frames since the canary began);
@@ -145,20 +146,24 @@ def _vs_reference(new: pd.DataFrame, reference: pd.DataFrame | None,
                   config: CanaryConfig) -> list[Check]:
     if reference is None or not _usable(reference, config):
         return []
+    limit_ks = config.max_confidence_ks_vs_reference
+    ks = ks_statistic(_values(new, "conf_mean"), _values(reference, "conf_mean"))
+    checks = [Check("confidence_ks_vs_reference", ks <= limit_ks, round(ks, 4), limit_ks,
+                    f"confidence distribution vs reference: K-S {ks:.3f} "
+                    f"{'<=' if ks <= limit_ks else '>'} {limit_ks:g}")]
+    if labelled_rate(reference) is not None:
+        # A labelled round's frames were chosen for their uncertainty: more crowded than the
+        # line at large (measured: 5.76 detections per frame on them, 3.94 live, one model).
+        # Their detections are judged through their labels instead (`_detection_gap`).
+        return checks
     rate_new, rate_ref = detection_rate(new), detection_rate(reference)
     change = _relative(rate_new, rate_ref)
-    ks = ks_statistic(_values(new, "conf_mean"), _values(reference, "conf_mean"))
     limit_rate = config.max_detection_rate_change_vs_reference
-    limit_ks = config.max_confidence_ks_vs_reference
-    return [
-        Check("detection_rate_vs_reference", abs(change) <= limit_rate, round(change, 4),
-              limit_rate, f"detections per frame {rate_new:.3g} vs reference {rate_ref:.3g}: "
-              f"{change:+.1%} ({'within' if abs(change) <= limit_rate else 'beyond'} "
-              f"±{limit_rate:.0%})"),
-        Check("confidence_ks_vs_reference", ks <= limit_ks, round(ks, 4), limit_ks,
-              f"confidence distribution vs reference: K-S {ks:.3f} "
-              f"{'<=' if ks <= limit_ks else '>'} {limit_ks:g}"),
-    ]
+    return [Check("detection_rate_vs_reference", abs(change) <= limit_rate, round(change, 4),
+                  limit_rate, f"detections per frame {rate_new:.3g} vs reference "
+                  f"{rate_ref:.3g}: {change:+.1%} "
+                  f"({'within' if abs(change) <= limit_rate else 'beyond'} ±{limit_rate:.0%})"),
+            *checks]
 
 
 def _vs_previous(new: pd.DataFrame, previous: pd.DataFrame | None, labelled: float | None,
