@@ -100,7 +100,6 @@ def prepare(folders: dict[str, Path], replay_share: float, out: Path) -> dict[st
 
 def run_recipe(recipe: dict[str, Any], base: dict[str, Any], folders: dict[str, Path],
                work: Path, scenario: str) -> dict[str, Any]:
-    from flows.retrain.onnx_eval import evaluate_slices
     from flows.retrain.ultralytics_yolo import TrainSettings, export_onnx, train
 
     recipe = dict(recipe)
@@ -112,27 +111,29 @@ def run_recipe(recipe: dict[str, Any], base: dict[str, Any], folders: dict[str, 
     weights = train(work / "prepared" / "data.yaml", work / "model", settings, work / "runs")
     train_s = time.monotonic() - started
     onnx = export_onnx(weights, work / "model" / "model.onnx", settings.imgsz)
-    scores = evaluate_slices(onnx, {scenario: folders[f"eval_{scenario}"],
-                                    "baseline": folders["eval_baseline"],
-                                    "golden": work / "prepared" / "golden"})
     return {"train_frames": prepared["frames"]["train"], "train_s": round(train_s, 1),
-            "map50": {k: round(v.scores.map50, 4) for k, v in scores.items()},
-            "map50_95": {k: round(v.scores.map50_95, 4) for k, v in scores.items()}}
+            **scores(onnx, folders, scenario, work / "prepared" / "golden")}
+
+
+def scores(onnx: Path, folders: dict[str, Path], scenario: str, golden: Path
+           ) -> dict[str, Any]:
+    """mAP50 and mAP50-95 of `onnx` on the drifted and baseline eval sets and the golden set."""
+    from flows.retrain.onnx_eval import evaluate_slices
+
+    results = evaluate_slices(onnx, {scenario: folders[f"eval_{scenario}"],
+                                     "baseline": folders["eval_baseline"], "golden": golden})
+    return {"map50": {k: round(v.scores.map50, 4) for k, v in results.items()},
+            "map50_95": {k: round(v.scores.map50_95, 4) for k, v in results.items()}}
 
 
 def champion_scores(champion: Path, folders: dict[str, Path], work: Path, imgsz: int,
                     scenario: str) -> dict[str, Any]:
-    from flows.retrain.onnx_eval import evaluate_slices
     from flows.retrain.ultralytics_yolo import export_onnx
 
     onnx = work / "champion.onnx"
     if not onnx.is_file():
         export_onnx(champion, onnx, imgsz)
-    scores = evaluate_slices(onnx, {scenario: folders[f"eval_{scenario}"],
-                                    "baseline": folders["eval_baseline"],
-                                    "golden": folders["seed"] / "test_baseline"})
-    return {"map50": {k: round(v.scores.map50, 4) for k, v in scores.items()},
-            "map50_95": {k: round(v.scores.map50_95, 4) for k, v in scores.items()}}
+    return scores(onnx, folders, scenario, folders["seed"] / "test_baseline")
 
 
 def main(argv: list[str] | None = None) -> None:
