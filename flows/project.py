@@ -90,9 +90,11 @@ def dvc_stages() -> dict[str, object]:
             metrics=["metrics/gate.json"]),
         "profile": stage(
             f"edgeloop stage profile --gate metrics/gate.json --images {prepared}/current/images "
+            "--previous ${champion.onnx} "
             f"--out {candidate}/reference.parquet",
             ["metrics/gate.json", f"{candidate}/model.onnx", f"{candidate}/model.int8.onnx",
-             f"{prepared}/current"], ["profile"], outs=[f"{candidate}/reference.parquet"]),
+             "${champion.onnx}", f"{prepared}/current"], ["profile", "champion.onnx"],
+            outs=[f"{candidate}/reference.parquet"]),
     }}
 
 

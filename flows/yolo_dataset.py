@@ -43,6 +43,8 @@ def label_path(image: Path) -> Path:
 
 
 LABELLED_OBJECTS = "labelled_objects"  # the reference profile's column of labelled objects
+# ... and of the previous version's detections on the same frame (the model it replaces)
+PREVIOUS_DETECTIONS = "previous_detections"
 
 
 def labelled_objects(image: Path) -> int | None:

@@ -13,9 +13,11 @@ against what is known about the line now, not against the old domain:
   catches a model that behaves otherwise on the device than it did when it was built (its
   detections per frame are compared only with an unlabelled profile: a labelled round's
   frames were chosen for uncertainty, more crowded than the line);
-- the labels of those frames give the objects per frame the line shows: the new release's
-  detections per frame must not stray further from that than the previous version's do, the
-  previous version measured on the same line at the same time (frames since the canary began);
+- the version it replaces was replayed on the same labelled frames: on the line, the new
+  release's detections per frame must stand to the previous version's (measured on the same
+  line at the same time: frames since the canary began) as they stood on those frames, which
+  catches a release gone blind or over-firing on the device without reading the previous
+  version's misses on the new domain as the norm;
 - errors, local rollbacks and the p95 latency against the previous version, as before.
 """
 
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from flows.checks import Check  # one check record for every verdict
-from flows.yolo_dataset import LABELLED_OBJECTS
+from flows.yolo_dataset import LABELLED_OBJECTS, PREVIOUS_DETECTIONS
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
@@ -53,10 +55,10 @@ class CanaryConfig:
     min_baseline_frames: int = 100  # fewer frames of reference / previous: that comparison skipped
     max_detection_rate_change_vs_reference: float = 0.30  # |new / reference - 1|, per frame
     max_confidence_ks_vs_reference: float = 0.30  # two-sample K-S statistic of conf_mean
-    # detections per frame: how much further (a share of the labelled objects per frame) the new
-    # release may stray from the labels than the previous version; without labels, how much
-    # below the previous version's rate it may fall
-    max_detection_gap_vs_previous: float = 0.20
+    # detections per frame, new / previous version on the line, against the same ratio on the
+    # reference frames (|live / reference - 1|); a reference without the previous version's
+    # replay: how much below the previous version's rate the new one may fall
+    max_detection_ratio_change_vs_previous: float = 0.30
     max_latency_p95_ratio: float = 1.5  # p95 infer_ms, new / previous
     max_error_devices: int = 0  # canary devices reporting an error or a local rollback
 
@@ -119,7 +121,7 @@ def decide(new: pd.DataFrame, *, release_version: int, reference: pd.DataFrame |
         return CanaryVerdict(Verdict.WAIT, frames, len(on_new), enough)
     checks = [errors]
     checks += _vs_reference(new, reference, config)
-    checks += _vs_previous(new, previous, labelled_rate(reference), config)
+    checks += _vs_previous(new, previous, reference, config)
     verdict = Verdict.PROMOTE if all(c.passed for c in checks) else Verdict.ROLLBACK
     return CanaryVerdict(verdict, frames, len(on_new), checks)
 
@@ -154,7 +156,7 @@ def _vs_reference(new: pd.DataFrame, reference: pd.DataFrame | None,
     if labelled_rate(reference) is not None:
         # A labelled round's frames were chosen for their uncertainty: more crowded than the
         # line at large (measured: 5.76 detections per frame on them, 3.94 live, one model).
-        # Their detections are judged through their labels instead (`_detection_gap`).
+        # Their detections are judged against the previous version's there (`_detection_ratio`).
         return checks
     rate_new, rate_ref = detection_rate(new), detection_rate(reference)
     change = _relative(rate_new, rate_ref)
@@ -166,16 +168,17 @@ def _vs_reference(new: pd.DataFrame, reference: pd.DataFrame | None,
             *checks]
 
 
-def _vs_previous(new: pd.DataFrame, previous: pd.DataFrame | None, labelled: float | None,
-                 config: CanaryConfig) -> list[Check]:
+def _vs_previous(new: pd.DataFrame, previous: pd.DataFrame | None,
+                 reference: pd.DataFrame | None, config: CanaryConfig) -> list[Check]:
     if previous is None or not _usable(previous, config):
         return []
     p95_new, p95_prev = _p95(_values(new, "infer_ms")), _p95(_values(previous, "infer_ms"))
     ratio = p95_new / p95_prev if p95_prev > 0 else (1.0 if p95_new == 0 else math.inf)
     c = config
+    on_reference = reference if reference is not None and _usable(reference, config) else None
     return [
-        _detection_gap(detection_rate(new), detection_rate(previous), labelled,
-                       c.max_detection_gap_vs_previous),
+        _detection_ratio(detection_rate(new), detection_rate(previous), on_reference,
+                         c.max_detection_ratio_change_vs_previous),
         Check("latency_p95_vs_previous", ratio <= c.max_latency_p95_ratio, round(ratio, 4),
               c.max_latency_p95_ratio,
               f"p95 inference {p95_new:.1f} ms vs previous version {p95_prev:.1f} ms: "
@@ -183,22 +186,37 @@ def _vs_previous(new: pd.DataFrame, previous: pd.DataFrame | None, labelled: flo
     ]
 
 
-def _detection_gap(rate_new: float, rate_prev: float, labelled: float | None,
-                   limit: float) -> Check:
-    """Detections per frame of the new release and the previous one, against the labelled
-    objects per frame when known (a share of it: how much further from the labels the new one
-    is), else against each other (the new one's drop)."""
-    if labelled:
-        gap_new, gap_prev = abs(rate_new / labelled - 1), abs(rate_prev / labelled - 1)
-        further = gap_new - gap_prev
-        return Check("detection_rate_vs_previous", further <= limit, round(further, 4), limit,
-                     f"detections per frame {rate_new:.3g} ({gap_new:.0%} off the "
-                     f"{labelled:.3g} objects per frame labelled) vs previous version "
-                     f"{rate_prev:.3g} ({gap_prev:.0%} off): at most {limit:.0%} further")
-    drop = -_relative(rate_new, rate_prev)
-    return Check("detection_rate_vs_previous", drop <= limit, round(drop, 4), limit,
-                 f"detections per frame {rate_new:.3g} vs previous version {rate_prev:.3g}: "
-                 f"{-drop:+.1%} (a drop of at most {limit:.0%}; no labelled objects to judge by)")
+# Detections per frame added to both sides of a ratio of rates, so that a version blind on the
+# new domain (0 per frame) still gives a finite ratio that a blind successor cannot match.
+RATE_SMOOTHING = 0.5
+
+
+def _rate_ratio(rate: float, baseline: float) -> float:
+    return (rate + RATE_SMOOTHING) / (baseline + RATE_SMOOTHING)
+
+
+def _detection_ratio(rate_new: float, rate_prev: float, reference: pd.DataFrame | None,
+                     limit: float) -> Check:
+    """Detections per frame of the new release over the previous version's on the line, against
+    that ratio on the reference frames, where both were replayed; without that replay, the new
+    release's drop below the previous version."""
+    replayed = _values(reference, PREVIOUS_DETECTIONS) if reference is not None else np.empty(0)
+    if reference is None or replayed.size < len(reference):
+        drop = -_relative(rate_new, rate_prev)
+        return Check("detection_rate_vs_previous", drop <= limit, round(drop, 4), limit,
+                     f"detections per frame {rate_new:.3g} vs previous version {rate_prev:.3g}: "
+                     f"{-drop:+.1%} (a drop of at most {limit:.0%}; the previous version was "
+                     "not replayed on the reference frames)")
+    ref_new, ref_prev = detection_rate(reference), _mean(replayed)
+    live, expected = _rate_ratio(rate_new, rate_prev), _rate_ratio(ref_new, ref_prev)
+    change = live / expected - 1
+    labelled = labelled_rate(reference)
+    labels = f", {labelled:.3g} objects labelled" if labelled is not None else ""
+    return Check("detection_rate_vs_previous", abs(change) <= limit, round(change, 4), limit,
+                 f"detections per frame {rate_new:.3g} vs previous version {rate_prev:.3g} on "
+                 f"the line (x{live:.2f}); {ref_new:.3g} vs {ref_prev:.3g} on the reference "
+                 f"frames{labels} (x{expected:.2f}): {change:+.1%} "
+                 f"({'within' if abs(change) <= limit else 'beyond'} ±{limit:.0%})")
 
 
 def labelled_rate(reference: pd.DataFrame | None) -> float | None:

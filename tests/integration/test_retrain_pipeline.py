@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
 import pytest
 import yaml
 
@@ -102,6 +103,12 @@ def test_tiny_retrain_runs_every_stage_through_the_flow_offline(
     assert prepared["frames"]["drift"] > 0 and prepared["sources"]["drift"].keys() == {"ls1-a"}
     evaluation = json.loads((project / "metrics" / "evaluate.json").read_text())
     assert evaluation["models"].keys() == {"champion", "fp32", "int8"}
+    # The reference: the candidate on the newest labelled frames, with their labels and the
+    # champion's detections on each (the canary's ratio of the two).
+    reference = pd.read_parquet(candidate / "reference.parquet")
+    assert len(reference) == prepared["frames"]["current"] > 0
+    assert reference["labelled_objects"].notna().all()
+    assert reference["previous_detections"].notna().all()
 
     int8 = Detector(candidate / "model.int8.onnx", imgsz=128)
     assert int8.info.names == tuple(CLASS_NAMES)

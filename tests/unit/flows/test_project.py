@@ -40,3 +40,8 @@ def test_params_and_settings_take_the_models_size_and_classes(tmp_path: Path) ->
     assert labelling["classes"] == ["gear", "cog", "spring"] and labelling["fleet"] == "line-7"
     for section in ("hub", "release", "drift", "gate", "sampling", "edge"):
         layered(section, project=tmp_path)  # every section reads (commented defaults only)
+
+
+def test_the_repositorys_own_pipeline_is_the_one_init_writes() -> None:
+    root = Path(__file__).resolve().parents[3]
+    assert yaml.safe_load((root / "dvc.yaml").read_text()) == dvc_stages()
