@@ -189,12 +189,14 @@ def test_the_loop_runs_the_shipped_canary_and_gate(tmp_path: Path, size: str) ->
     shipped = load_release_config()
     sizes = {"min_frames": config.canary_min_frames,
              "min_baseline_frames": config.canary_min_baseline_frames
-             or shipped.canary.min_baseline_frames}
+             or shipped.canary.min_baseline_frames,
+             "max_confidence_ks_vs_reference": config.canary_max_confidence_ks
+             or shipped.canary.max_confidence_ks_vs_reference}
     assert release.canary == replace(shipped.canary, **sizes)
     gate = load_gate_config(paths["gate"])
     if size == "demo":
-        assert gate == load_gate_config()
-    else:  # the tiny loop's golden limit is not yet the shipped one (see tiny())
+        assert config.canary_max_confidence_ks is None and gate == load_gate_config()
+    else:  # the tiny loop's K-S and golden limits are not yet the shipped ones (see tiny())
         assert gate == replace(load_gate_config(), max_golden_loss_points=3.0)
 
 
