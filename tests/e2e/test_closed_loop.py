@@ -83,7 +83,8 @@ def test_the_loop_closes_and_accuracy_on_the_drifted_domain_comes_back(
     assert saved["labels_used"] == summary.labels_used
     # What explains the figures: the retrain's DVC stages, the canary's checks that promoted.
     assert {"prepare", "train", "gate"} <= set(saved["retrain_stages_s"]), saved
-    # The shipped canary judged the new domain: every comparison made, every one passed.
+    # The canary judged the new domain: every comparison made, every one passed (its limits
+    # on the reference profile relaxed at these sizes: see tiny()).
     checks = {c["name"]: c for c in saved["canary_checks"]}
     assert set(checks) == {"error_devices", "confidence_ks_vs_reference",
                            "detection_rate_vs_previous", "latency_p95_vs_previous"}, checks
