@@ -562,17 +562,16 @@ def tiny(config: DemoConfig) -> DemoConfig:
                    # candidate's own training frames (34 of 50), of which it is surer and on
                    # which it fires more than on the line. Measured at these sizes (2026-12-04,
                    # bench/RESULTS.md): K-S 0.175-0.341 (shipped limit 0.30: a rollback in make
-                   # test), the ratio vs previous -17.8% to -28.5% (limit 30%), the golden set
-                   # -1.54 to -2.71 mAP50-95 points after 4 epochs (limit 1; 10 epochs keep it
-                   # within 1 but cost make test 5 more minutes). A blind release lies far
-                   # beyond these (the unit and integration tests pin that on the shipped
-                   # limits). Issue 19 stays open on it.
+                   # test), the ratio vs previous -17.8% to -28.5% (limit 30%); the golden set
+                   # lost 1.54-4.06 mAP50-95 points after 4 fine-tune epochs (limit 1), 0.53-0.67
+                   # after the full size's 10. A blind release lies far beyond these limits (the
+                   # unit and integration tests pin that on the shipped ones). Issue 19 stays
+                   # open on it.
                    canary_max_confidence_ks=0.6, canary_max_detection_ratio_change=0.6,
-                   gate_max_golden_loss=4.0,
-                   # 4 fine-tune epochs: measured val mAP50 0.818 after 4, 0.823 after 6;
-                   # validated after the last one only.
+                   gate_max_golden_loss=3.0,
+                   # The full size's 10 fine-tune epochs, validated after the last one only.
                    # A golden set of 100 (the full size's: 200).
-                   project=ProjectSizes(seed_train=160, seed_val=40, seed_test=100, epochs=4,
+                   project=ProjectSizes(seed_train=160, seed_val=40, seed_test=100, epochs=10,
                                         group_frames=20, val_every_epoch=False))
 
 

@@ -200,7 +200,7 @@ def test_the_loop_runs_the_shipped_canary_and_gate(tmp_path: Path, size: str) ->
         assert config.canary_max_confidence_ks is None and gate == load_gate_config()
         assert config.canary_max_detection_ratio_change is None
     else:  # the tiny loop's K-S and golden limits are not yet the shipped ones (see tiny())
-        assert gate == replace(load_gate_config(), max_golden_loss_points=4.0)
+        assert gate == replace(load_gate_config(), max_golden_loss_points=3.0)
 
 
 class _Desk:
@@ -306,6 +306,6 @@ def test_the_project_params_validate_every_epoch_unless_the_sizes_say_the_last_o
 
     assert demo_params(ProjectSizes(), written())["finetune"]["val"] is True
     tiny_finetune = demo_params(tiny(DemoConfig()).project, written())["finetune"]
-    assert tiny_finetune["val"] is False and tiny_finetune["epochs"] == 4
+    assert tiny_finetune["val"] is False and tiny_finetune["epochs"] == 10
     settings = TrainSettings(**{k: v for k, v in tiny_finetune.items() if k in KEYS})
     assert settings.val is False
