@@ -254,14 +254,11 @@ def write_demo_configs(config: DemoConfig, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     drift = {"window": {"frames": config.drift_window, "max_age_s": 3600}}
     # The shipped canary and gate, at the demo's sizes only: a verdict on fewer frames.
-    release: dict[str, Any] = {"canary": {"min_frames": config.canary_min_frames}}
-    if config.canary_min_baseline_frames is not None:
-        release["canary"]["min_baseline_frames"] = config.canary_min_baseline_frames
-    if config.canary_max_confidence_ks is not None:
-        release["canary"]["max_confidence_ks_vs_reference"] = config.canary_max_confidence_ks
-    if config.canary_max_detection_ratio_change is not None:
-        release["canary"]["max_detection_ratio_change_vs_previous"] = \
-            config.canary_max_detection_ratio_change
+    canary = {"min_frames": config.canary_min_frames,
+              "min_baseline_frames": config.canary_min_baseline_frames,
+              "max_confidence_ks_vs_reference": config.canary_max_confidence_ks,
+              "max_detection_ratio_change_vs_previous": config.canary_max_detection_ratio_change}
+    release = {"canary": {key: value for key, value in canary.items() if value is not None}}
     # A shift of minutes, not days: the devices may keep an uncertain frame every few seconds.
     sampling = {"policies": {"uncertain": {"per_hour": 1800}}}
     gate: dict[str, Any] = {}

@@ -199,7 +199,7 @@ def test_the_loop_runs_the_shipped_canary_and_gate(tmp_path: Path, size: str) ->
     if size == "demo":
         assert config.canary_max_confidence_ks is None and gate == load_gate_config()
         assert config.canary_max_detection_ratio_change is None
-    else:  # the tiny loop's K-S and golden limits are not yet the shipped ones (see tiny())
+    else:  # the tiny loop's K-S, ratio and golden limits are not the shipped ones yet (tiny())
         assert gate == replace(load_gate_config(), max_golden_loss_points=3.0)
 
 
