@@ -195,12 +195,9 @@ def test_the_loop_runs_the_shipped_canary_and_gate(tmp_path: Path, size: str) ->
              "max_detection_ratio_change_vs_previous": config.canary_max_detection_ratio_change
              or shipped.canary.max_detection_ratio_change_vs_previous}
     assert release.canary == replace(shipped.canary, **sizes)
-    gate = load_gate_config(paths["gate"])
-    if size == "demo":
-        assert config.canary_max_confidence_ks is None and gate == load_gate_config()
-        assert config.canary_max_detection_ratio_change is None
-    else:  # the tiny loop's K-S, ratio and golden limits are not the shipped ones yet (tiny())
-        assert gate == replace(load_gate_config(), max_golden_loss_points=3.0)
+    assert config.canary_max_confidence_ks is None
+    assert config.canary_max_detection_ratio_change is None
+    assert load_gate_config(paths["gate"]) == load_gate_config()
 
 
 class _Desk:
